@@ -1,0 +1,1 @@
+"""Per-row logic of tracecot, usable without Ray: sandbox, tracer, narrators, verifier."""

@@ -1,0 +1,139 @@
+"""Calls of user code: argument parsing (literals only) and the traced call that runs inside the sandbox."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import json
+import sys
+from typing import Any
+
+from operators import isolation
+from operators.tracer import CODE_FILENAME, Tracer
+from operators.values import render
+
+
+class BadInput(ValueError):
+    """The problem's input cannot be turned into call arguments."""
+
+
+def call_text(entry_point: str, args_text: str) -> str:
+    return f"{entry_point}({args_text})"
+
+
+def input_text(raw: Any) -> str:
+    """The argument-list text of an input: kept as given for strings, `k=v, …` for keyword objects."""
+    if isinstance(raw, str):
+        return raw.strip()
+    if isinstance(raw, dict):
+        for key in raw:
+            if not str(key).isidentifier():
+                raise BadInput(f"keyword argument name {key!r} is not an identifier")
+        return ", ".join(f"{key}={render(value)[0]}" for key, value in raw.items())
+    raise BadInput(f"an input must be an argument-list string or a keyword object, got {type(raw).__name__}")
+
+
+def check_syntax(args_text: str) -> None:
+    """Raise BadInput unless the text is an argument list (static check, nothing is evaluated)."""
+    try:
+        call = ast.parse(f"_({args_text})", mode="eval").body
+    except (SyntaxError, ValueError, RecursionError) as err:
+        raise BadInput(f"input is not an argument list: {args_text[:80]!r}") from err
+    if not isinstance(call, ast.Call):
+        raise BadInput(f"input is not an argument list: {args_text[:80]!r}")
+
+
+def evaluate_args(args_text: str, namespace: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """Evaluate an argument list in the problem's module namespace; runs inside the sandbox.
+
+    Inputs are usually literals (`"[1, 2], 'a'"`) but data sets also use expressions such as
+    `"'ab' * 3"` or names the code defines, as in CRUXEval's checker; either is accepted as long as every
+    resulting value is itself a literal.
+    """
+    check_syntax(args_text)
+    try:
+        args, kwargs = eval(f"(lambda *a, **k: (a, k))({args_text})", namespace)
+    except Exception as err:
+        raise BadInput(f"input could not be evaluated: {type(err).__name__}: {str(err)[:80]}") from err
+    for value in (*args, *kwargs.values()):
+        if not _round_trips(value, render(value)[0]):
+            raise BadInput(f"input value is not a Python literal: {render(value, 80)[0]}")
+    return args, kwargs
+
+
+def run_traced(job: dict[str, Any]) -> dict[str, Any]:
+    """Execute `job["code"]`, call its entry point on `job["input"]` under the tracer; runs in the sandbox."""
+    namespace: dict[str, Any] = {"__name__": "__problem__", "__builtins__": builtins}
+    stdout = _CappedText(job.get("max_stdout", 10_000))
+    sys.stdout = sys.stderr = stdout
+    try:
+        exec(compile(job["code"], CODE_FILENAME, "exec"), namespace)
+    except (Exception, SystemExit) as exc:
+        return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300],
+                "line": _user_line(exc), "where": "module"}
+    try:
+        args, kwargs = evaluate_args(job["input"], namespace)
+    except BadInput as err:
+        return {"outcome": "bad_input", "message": str(err)}
+    fn = namespace.get(job["entry_point"])
+    if not callable(fn):
+        return {"outcome": "entry_point_missing", "message": f"no callable named {job['entry_point']!r}"}
+    tracer = Tracer(job["code"], job.get("max_events", 20_000), job.get("max_value_len", 400))
+    result: dict[str, Any] = {}
+    try:
+        value = tracer.run(fn, args, kwargs)
+    except (Exception, SystemExit) as exc:
+        result.update(outcome=_failure_outcome(exc), exc_type=type(exc).__name__, message=str(exc)[:300],
+                      line=_user_line(exc))
+    else:
+        text, cut = render(value, job.get("max_output_len", 10_000))
+        result.update(outcome="ok", output=text, output_truncated=cut, output_is_literal=_round_trips(value, text))
+    result.update(trace=tracer.events, truncated_events=tracer.truncated_events,
+                  truncated_values=tracer.truncated_values)
+    result["stdout"] = stdout.getvalue()
+    if isolation.violations and result["outcome"] == "ok":
+        result.update(outcome="sandbox_violation", message=f"attempted {isolation.violations[0]}")
+    return result
+
+
+def encode_result(result: dict[str, Any]) -> bytes:
+    return json.dumps(result, separators=(",", ":")).encode()
+
+
+def _failure_outcome(exc: BaseException) -> str:
+    if isolation.violations:
+        return "sandbox_violation"
+    return "memory" if isinstance(exc, MemoryError) else "exception"
+
+
+def _round_trips(value: Any, text: str) -> bool:
+    try:
+        back = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return type(back) is type(value) and render(back)[0] == text
+
+
+def _user_line(exc: BaseException) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == CODE_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+class _CappedText(io.StringIO):
+    """A stdout replacement that keeps the first `limit` characters and drops the rest."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, text: str) -> int:
+        room = self.limit - self.tell()
+        if room > 0:
+            super().write(text[:room])
+        return len(text)

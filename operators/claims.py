@@ -1,0 +1,75 @@
+"""The checkable sentences of a CoT: how narrators write claims and how the verifier finds them.
+
+Values are quoted in backticks (`` `[1, 2]` ``; a value holding a backtick is quoted with double backticks).
+Kinds of claims, each found by one pattern below:
+  line       "line 5"                                  → the next step runs line 5
+  iteration  "iteration 3 of the loop on line 4"       → that loop visit exists
+  loopcount  "the loop on line 4 finishes after 3 iterations"
+  change     "`x` becomes `v`", "`x` = `v`", "sets `x` to `v`", "`x` is set to `v`" → x's next change is v
+  state      "`x` is `v`", "`x` is still `v`", "`x` holds `v`"  → x's current value is v
+  condition  "the condition on line 5 (`n > 2`) is True"
+  returns    "`g` returns `v`", "`g` yields `v`"
+  comprehension "the comprehension on line 3 builds `v`"
+  calls      "calls `g`"                               → the next call is of g
+  raises     "raises `ValueError`"
+  answer     "[ANSWER]assert f(<input>) == <output>[/ANSWER]"
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_VALUE = r"(?:``\s(?P<{0}d>.+?)\s``|`(?P<{0}>[^`\n]+)`)"
+_NAME = r"`(?P<name>[A-Za-z_][\w.]*)`"
+_FUNC = r"`(?P<func>[A-Za-z_<][\w.<>]*)`"
+
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "iteration": re.compile(r"[Ii]teration (?P<k>\d+) of the loop on line (?P<line>\d+)"),
+    "loopcount": re.compile(r"loop on line (?P<line>\d+) (?:finishes|ends|stops) after (?P<n>\d+) iterations?"),
+    "condition": re.compile(r"condition on line (?P<line>\d+)(?: \(`[^`\n]*`\))? (?:is|was) (?P<truth>True|False)"),
+    "comprehension": re.compile(r"comprehension on line (?P<line>\d+) (?:builds|produces) " + _VALUE.format("value")),
+    "line": re.compile(r"\b[Ll]ine (?P<line>\d+)\b"),
+    "change": re.compile(
+        r"(?:" + _NAME + r" (?:becomes|became|is set to|was set to|changes to|=)"
+        r"|sets? `(?P<name2>[A-Za-z_][\w.]*)` to) " + _VALUE.format("value")),
+    "state": re.compile(_NAME.replace("name", "sname") + r" (?:is still|holds|is) " + _VALUE.format("svalue")),
+    "returns": re.compile(_FUNC + r" (?:returns|yields|gives back) " + _VALUE.format("rvalue")),
+    "calls": re.compile(r"calls " + _FUNC),
+    "raises": re.compile(r"raises `(?P<exc>[A-Za-z_]\w*)`"),
+}
+ANSWER = re.compile(r"\[ANSWER\](?P<body>.*?)\[/ANSWER\]", re.S)
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str
+    start: int
+    text: str
+    fields: dict[str, str]
+
+
+def quote(value: str) -> str:
+    return f"`` {value} ``" if "`" in value else f"`{value}`"
+
+
+def answer(entry_point: str, input_text: str, output_text: str) -> str:
+    return f"[ANSWER]assert {entry_point}({input_text}) == {output_text}[/ANSWER]"
+
+
+def extract(cot: str) -> list[Claim]:
+    """Every claim in `cot`, in text order; a span matched by one kind is not matched again by another."""
+    body = ANSWER.split(cot)[0] if ANSWER.search(cot) else cot
+    taken: list[tuple[int, int]] = []
+    claims: list[Claim] = []
+    for kind, pattern in PATTERNS.items():
+        for match in pattern.finditer(body):
+            if any(a < match.end() and match.start() < b for a, b in taken):
+                continue
+            taken.append(match.span())
+            fields = {k.rstrip("d"): v for k, v in match.groupdict().items() if v is not None}
+            if "name2" in fields:
+                fields["name"] = fields.pop("name2")
+            claims.append(Claim(kind, match.start(), match.group(0), fields))
+    claims.sort(key=lambda claim: claim.start)
+    return claims

@@ -1,0 +1,256 @@
+"""Ingest: turn input rows of any supported format into one work row per (problem, input).
+
+Formats (DESIGN.md): generic, cruxeval, mbpp, humaneval; `detect_format` picks one from a row's keys.
+Everything here is static analysis (`ast` and `ast.literal_eval`): no user code runs outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from operators.calls import BadInput, check_syntax, input_text
+from operators.records import DIRECTIONS, content_hash, record_id, reject, table
+
+FORMATS = ("generic", "cruxeval", "mbpp", "humaneval")
+_REQUIRED = {
+    "generic": ("id", "code", "entry_point", "inputs"),
+    "cruxeval": ("id", "code", "input", "output"),
+    "mbpp": ("task_id", "code", "test_list"),
+    "humaneval": ("task_id", "prompt", "canonical_solution", "test", "entry_point"),
+}
+
+
+class BadProblem(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Problem:
+    problem_id: str
+    code: str
+    entry_point: str
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str | None] = field(default_factory=list)
+    bad_inputs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def detect_format(row: dict[str, Any]) -> str | None:
+    keys = set(row)
+    if {"canonical_solution", "test"} <= keys:
+        return "humaneval"
+    if "test_list" in keys:
+        return "mbpp"
+    if "inputs" in keys:
+        return "generic"
+    if {"input", "output", "code"} <= keys:
+        return "cruxeval"
+    return None
+
+
+def to_problem(row: dict[str, Any], fmt: str) -> Problem:
+    # An empty input string is a call with no arguments, so only None counts as missing there.
+    missing = [key for key in _REQUIRED[fmt] if row.get(key) is None or (key != "input" and row.get(key) == "")]
+    if missing:
+        raise BadProblem("missing_field", f"{fmt} row lacks field(s): {', '.join(missing)}")
+    if fmt == "generic":
+        problem = _generic(row)
+    elif fmt == "cruxeval":
+        problem = Problem(str(row["id"]), row["code"], "f", [row["input"]], [row["output"]])
+    elif fmt == "mbpp":
+        problem = _from_asserts(str(row["task_id"]), _join(row.get("test_setup_code"), row["code"]),
+                                list(row["test_list"]), None)
+    else:
+        problem = _from_asserts(str(row["task_id"]), row["prompt"] + row["canonical_solution"],
+                                [row["test"]], row["entry_point"])
+    _check_code(problem)
+    return problem
+
+
+def _generic(row: dict[str, Any]) -> Problem:
+    inputs = row["inputs"]
+    outputs = row.get("outputs") or [None] * len(inputs)
+    if not isinstance(inputs, list) or not inputs:
+        raise BadProblem("missing_field", "generic row: 'inputs' must be a non-empty list")
+    if len(outputs) != len(inputs):
+        raise BadProblem("bad_outputs", f"{len(outputs)} outputs for {len(inputs)} inputs")
+    problem = Problem(str(row["id"]), row["code"], str(row["entry_point"]))
+    for raw, expected in zip(inputs, outputs, strict=True):
+        try:
+            problem.inputs.append(input_text(raw))
+        except BadInput as err:
+            problem.bad_inputs.append((json.dumps(raw)[:200], str(err)))
+            continue
+        problem.outputs.append(None if expected is None else str(expected))
+    return problem
+
+
+def _join(setup: str | None, code: str) -> str:
+    code = code.replace("\r\n", "\n")
+    return f"{setup.strip()}\n{code}" if setup and setup.strip() else code
+
+
+def _from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str | None) -> Problem:
+    """Take the calls out of assert-style tests: MBPP's `assert fn(..) == ..`, HumanEval's `candidate(..)`."""
+    defined = _top_level_names(code)
+    callee = "candidate" if entry_point else None
+    problem = Problem(problem_id, code, entry_point or "")
+    seen: set[str] = set()
+    for test in tests:
+        try:
+            tree = ast.parse(test.replace("\r\n", "\n"))
+        except SyntaxError as err:
+            raise BadProblem("syntax_error", f"test does not parse: {err.msg}") from err
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare | ast.Call | ast.UnaryOp)):
+                continue
+            for call, expected in _calls_in(node.test, test, callee or defined):
+                name = call.func.id  # type: ignore[attr-defined]
+                problem.entry_point = entry_point or problem.entry_point or name
+                if name != (callee or problem.entry_point):
+                    continue
+                args = _args_text(call, test)
+                if args in seen:
+                    continue
+                seen.add(args)
+                problem.inputs.append(args)
+                problem.outputs.append(expected)
+    if not problem.inputs:
+        raise BadProblem("no_inputs", "no call of the entry point found in the tests")
+    return problem
+
+
+def _calls_in(test: ast.AST, source: str, names: str | set[str]):
+    wanted = {names} if isinstance(names, str) else names
+    expected = None
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
+        expected = ast.get_source_segment(source, test.comparators[0])
+    for node in ast.walk(test):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in wanted:
+            direct = isinstance(test, ast.Compare) and test.left is node
+            yield node, expected if direct else None
+
+
+def _args_text(call: ast.Call, source: str) -> str:
+    parts = [ast.get_source_segment(source, arg) or "" for arg in call.args]
+    parts += [f"{kw.arg}={ast.get_source_segment(source, kw.value)}" for kw in call.keywords]
+    return ", ".join(parts)
+
+
+def _top_level_names(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+
+
+def _check_code(problem: Problem) -> None:
+    try:
+        tree = ast.parse(problem.code)
+    except SyntaxError as err:
+        raise BadProblem("syntax_error", f"code does not parse: {err.msg} (line {err.lineno})") from err
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    if problem.entry_point not in names:
+        raise BadProblem("entry_point_missing", f"entry point {problem.entry_point!r} is not defined in the code")
+
+
+class ParseProblems:
+    """Ray Data stage: raw input rows (`{"text": json}`) → work rows, one per (problem, input).
+
+    Rows already in the output under this fingerprint (`done`) are passed on marked `skipped`.
+    """
+
+    def __init__(self, fmt: str | None, source: str, fingerprint: str, directions: tuple[str, ...] = DIRECTIONS,
+                 done: frozenset[str] = frozenset()) -> None:
+        self.fmt = fmt
+        self.source = source
+        self.fingerprint = fingerprint
+        self.directions = directions
+        self.done = done
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        rows: list[dict[str, Any]] = []
+        for text in batch.column("text").to_pylist():
+            rows.extend(self.parse(text))
+        for row in rows:
+            row["t_ingest"] = (time.perf_counter() - started) / len(rows)
+        return table(rows)
+
+    def parse(self, text: str) -> list[dict[str, Any]]:
+        """All work rows of one input row; the first carries `rows_read=1` so rows can be counted."""
+        base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1}
+        try:
+            problem = self._problem(text)
+        except BadProblem as err:
+            row_id = content_hash("row", text, self.fingerprint)
+            pid = _peek_id(text)
+            rejected = reject({**base, "record_id": row_id, "problem_id": pid, "raw": text[:2000]},
+                              "ingest", err.reason, str(err))
+            return [{**rejected, "skipped": row_id in self.done}]
+        out = [self._bad_input(base, problem, raw, message) for raw, message in problem.bad_inputs]
+        for args, expected in zip(problem.inputs, problem.outputs, strict=True):
+            out.append(self._call_row(base, problem, args, expected))
+        for row in out[1:]:
+            row["rows_read"] = 0
+        return out
+
+    def _problem(self, text: str) -> Problem:
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise BadProblem("malformed_json", f"line is not JSON: {err.msg} at column {err.colno}") from err
+        if not isinstance(row, dict):
+            raise BadProblem("malformed_json", "line is JSON but not an object")
+        fmt = self.fmt or detect_format(row)
+        if fmt is None:
+            raise BadProblem("unknown_format", f"cannot tell the format from the keys {sorted(row)[:8]}")
+        return to_problem(row, fmt)
+
+    def _call_row(self, base: dict, problem: Problem, args: str, expected: str | None) -> dict[str, Any]:
+        ids = [record_id(problem.code, problem.entry_point, args, d, self.fingerprint) for d in self.directions]
+        row = {**base, "problem_id": problem.problem_id, "code": problem.code, "entry_point": problem.entry_point,
+               "input": args, "expected_output": expected, "directions": list(self.directions),
+               "record_ids": ids, "stage": "ingest"}
+        todo = [d for d, rid in zip(self.directions, ids, strict=True) if rid not in self.done]
+        if not todo:
+            return {**row, "skipped": True}
+        row.update(directions=todo, record_ids=[rid for rid in ids if rid not in self.done])
+        try:
+            check_syntax(args)
+        except BadInput as err:
+            return reject(row, "ingest", "bad_input", str(err))
+        return row
+
+    def _bad_input(self, base: dict, problem: Problem, raw: str, message: str) -> dict[str, Any]:
+        row = {**base, "problem_id": problem.problem_id, "code": problem.code, "entry_point": problem.entry_point,
+               "raw": raw}
+        row_id = content_hash("input", problem.code, raw, self.fingerprint)
+        return {**reject({**row, "record_id": row_id}, "ingest", "input_not_literal", message),
+                "skipped": row_id in self.done}
+
+
+def _peek_id(text: str) -> str | None:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(row, dict):
+        value = row.get("id", row.get("task_id"))
+        return None if value is None else str(value)
+    return None

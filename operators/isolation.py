@@ -1,0 +1,90 @@
+"""The isolation layers a sandbox child applies to itself, each one detected rather than assumed.
+
+Process-wide layers (`enter_network_namespace`) are applied once by the fork server; per-job layers
+(`limit_resources`, `scrub_environment`, `deny_syscalls`) by each forked child before user code runs.
+Not done here yet: dropping to an unprivileged uid and a read-only root filesystem.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+from typing import Any
+
+CLONE_NEWNET = 0x40000000
+CLONE_THREAD = 0x00010000
+_DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat")
+# Audit events that mean user code tried to leave the sandbox. seccomp is the boundary; the audit hook only
+# names the attempt, so the outcome says "sandbox_violation" instead of a bare PermissionError.
+_WATCHED = ("socket.", "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+            "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill")
+violations: list[str] = []
+
+
+def enter_network_namespace() -> bool:
+    """Move this process into a new, empty network namespace; False where the kernel refuses."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.unshare(CLONE_NEWNET) == 0
+
+
+def limit_resources(limits: dict[str, Any]) -> None:
+    mib = 1 << 20
+    cpu = int(limits["cpu_s"])
+    _set(resource.RLIMIT_AS, limits["memory_mb"] * mib)
+    # The hard CPU limit sits above the soft one so the child gets SIGXCPU (reported as a timeout) first.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    _set(resource.RLIMIT_FSIZE, limits["file_size_mb"] * mib)
+    _set(resource.RLIMIT_NOFILE, limits["open_files"])
+    _set(resource.RLIMIT_CORE, 0)
+
+
+def _set(which: int, value: int) -> None:
+    resource.setrlimit(which, (value, value))
+
+
+def scrub_environment(home: str) -> None:
+    """Replace the environment, so no credential or API key reaches user code."""
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"})
+
+
+def deny_syscalls() -> bool:
+    """Deny sockets and new processes (threads still work) with a seccomp filter; False if unavailable."""
+    try:
+        import pyseccomp as seccomp
+    except (ImportError, OSError):
+        return False
+    deny = seccomp.ERRNO(errno.EPERM)
+    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    for name in _DENIED:
+        rules.add_rule(deny, name)
+    # clone without CLONE_THREAD makes a process; clone3 answers ENOSYS so libc falls back to clone.
+    rules.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    try:
+        rules.load()
+    except OSError:
+        return False
+    return True
+
+
+def seccomp_available() -> bool:
+    try:
+        import pyseccomp  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def watch_violations() -> None:
+    """Record and refuse escape attempts that Python's audit hooks can see."""
+    import sys
+
+    def hook(event: str, args: tuple) -> None:
+        if event.startswith(_WATCHED):
+            violations.append(event)
+            raise PermissionError(f"sandbox: {event} is not allowed")
+
+    sys.addaudithook(hook)

@@ -1,0 +1,263 @@
+"""Template narration: forward and backward reasoning written from the trace, true by construction.
+
+Every value stated comes from the trace and is written in the claim forms of `operators.claims`, so the
+verifier can check each one. Long loops are told in part: the first and last `full_iterations` iterations in
+full, the ones between summarised with the state they leave behind. Phrasings vary by a choice seeded with
+the record's id, so the text is reproducible but not monotonous.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from operators.claims import answer, quote
+from operators.structure import LoopInstance, TraceView
+
+NARRATOR_VERSION = "1"
+_OPAQUE = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<lambda>")
+_COMPREHENSION = {"<listcomp>": "list", "<dictcomp>": "dict", "<setcomp>": "set"}
+_SNIPPET = 70
+
+
+def short(src: str) -> str:
+    return quote(src if len(src) <= _SNIPPET else src[: _SNIPPET - 1] + "…")
+
+
+def is_opaque(func: str) -> bool:
+    return func.endswith(_OPAQUE)
+
+
+class _Story:
+    """Sentences plus the seeded choice of phrasings for one record."""
+
+    def __init__(self, key: str) -> None:
+        self.rng = random.Random(key)
+        self.sentences: list[str] = []
+
+    def say(self, *options: str) -> None:
+        self.sentences.append(self.rng.choice(options))
+
+    def changes(self, changes: dict[str, str | None], past: bool = False, equals: bool = False) -> str:
+        verb = ("=",) if equals else ("became", "was set to") if past else ("becomes", "is set to", "=")
+        parts = []
+        for name, value in changes.items():
+            if value is None:
+                parts.append(f"`{name}` is deleted")
+            elif value.endswith("…"):
+                parts.append(f"`{name}` changes (its value is too long to show)")
+            else:
+                parts.append(f"`{name}` {self.rng.choice(verb)} {quote(value)}")
+        if len(parts) > 1:
+            return ", ".join(parts[:-1]) + " and " + parts[-1]
+        return parts[0] if parts else ""
+
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+
+class TemplateNarrator:
+    """Writes forward and backward CoT from a trace; no model involved."""
+
+    name = "template"
+
+    def __init__(self, full_iterations: int = 2) -> None:
+        self.full = full_iterations
+
+    def forward(self, code: str, entry_point: str, input_text: str, output_text: str,
+                events: list[dict[str, Any]], key: str) -> str:
+        view = TraceView(events, code)
+        story = _Story(key)
+        story.say("Let's execute the code step by step.", "We trace the call step by step.",
+                  "Let's run the function by hand.")
+        index = 0
+        while index < len(events):
+            index = self._forward_event(story, view, index)
+        story.say(f"So the output is {quote(output_text)}.", f"The result is therefore {quote(output_text)}.")
+        return story.text() + "\n\n" + answer(entry_point, input_text, output_text)
+
+    def backward(self, code: str, entry_point: str, input_text: str, output_text: str,
+                 events: list[dict[str, Any]], key: str) -> str:
+        view = TraceView(events, code)
+        story = _Story(key)
+        top = events[0]["frame"]
+        story.say(f"We need an input that makes `{entry_point}` produce {quote(output_text)}. "
+                  "Let's work back from the return statement.",
+                  f"We look for arguments that lead `{entry_point}` to the output {quote(output_text)}, "
+                  "reasoning backwards from where the value is returned.")
+        for index, skipped in self._backward_steps(view, top):
+            if skipped is None:
+                self._backward_event(story, view, index)
+            else:
+                self._backward_summary(story, view, index, skipped)
+        story.say(f"So the input {quote(input_text)} gives {quote(output_text)}.",
+                  f"Hence calling `{entry_point}({input_text})` produces the required output.")
+        return story.text() + "\n\n" + answer(entry_point, input_text, output_text)
+
+    # forward
+
+    def _forward_event(self, story: _Story, view: TraceView, index: int) -> int:
+        """Narrate event `index`; return the index of the next event to narrate."""
+        event = view.events[index]
+        kind = event["event"]
+        if is_opaque(event["func"]):
+            if kind == "call":
+                self._comprehension(story, view, index)
+        elif kind == "call":
+            self._call(story, event)
+        elif kind == "line":
+            loop = view.loop_of.get(index)
+            if loop is not None:
+                return self._loop_header(story, view, index, loop)
+            self._line(story, view, index)
+        elif kind == "return":
+            self._return(story, event)
+        elif kind == "exception" and not _propagating(view.events, index):
+            story.say(f"Line {event['line']} raises `{event['exc_type']}` ({event.get('message', '')!r}).")
+        return index + 1
+
+    def _call(self, story: _Story, event: dict[str, Any]) -> None:
+        params = story.changes(event.get("changes", {}), equals=True)
+        func = event["func"]
+        if event["depth"] == 0:
+            story.say(f"We start with the call of `{func}`, where {params}." if params else
+                      f"We start with the call of `{func}`, which takes no arguments.")
+        else:
+            story.say(f"This calls `{func}` with {params}." if params else f"This calls `{func}`.",
+                      f"Now the program calls `{func}`" + (f", where {params}." if params else "."))
+
+    def _line(self, story: _Story, view: TraceView, index: int) -> None:
+        event = view.events[index]
+        changes = story.changes(event.get("changes", {}))
+        taken = view.branch_taken(index)
+        line, src = event["line"], short(event["src"])
+        if taken is not None:
+            outcome = "so the branch runs" if taken else "so the branch is skipped"
+            story.say(f"The condition on line {line} ({src}) is {taken}, {outcome}.")
+        elif changes:
+            story.say(f"Line {line} ({src}): {changes}.", f"On line {line}, {src} runs and {changes}.",
+                      f"After line {line} ({src}), {changes}.")
+
+    def _loop_header(self, story: _Story, view: TraceView, index: int, loop: LoopInstance) -> int:
+        event = view.events[index]
+        position = view.visit[index]
+        line = event["line"]
+        if not view.enters_body(index):
+            story.say(f"The loop on line {line} finishes after {_times(loop.iterations)}.")
+            return index + 1
+        if self.full <= position < loop.iterations - self.full and loop.iterations > 2 * self.full + 1:
+            return self._skip_iterations(story, view, index, loop)
+        changes = story.changes(event.get("changes", {}))
+        story.say(f"Iteration {position + 1} of the loop on line {line}" + (f": {changes}." if changes else "."))
+        return index + 1
+
+    def _skip_iterations(self, story: _Story, view: TraceView, index: int, loop: LoopInstance) -> int:
+        resume_position = loop.iterations - self.full
+        resume = loop.headers[resume_position]
+        names = _changed_names(view.events[index:resume], loop.frame)
+        state = [f"`{n}` is {quote(v)}" for n in names
+                 if (v := view.state_before(resume, n)) is not None and not v.endswith("…")]
+        line = view.events[index]["line"]
+        story.say(f"Iterations {view.visit[index] + 1} to {resume_position} of the loop on line {line} "
+                  "go the same way.")
+        changes = story.changes(view.events[resume].get("changes", {}))
+        story.say(f"When iteration {resume_position + 1} of the loop on line {line} begins, "
+                  + ", ".join([*state, changes] if changes else state) + ".")
+        return resume + 1
+
+    def _comprehension(self, story: _Story, view: TraceView, index: int) -> None:
+        """A comprehension is told by what it builds; calls made inside it are still narrated."""
+        event = view.events[index]
+        kind = _COMPREHENSION.get(event["func"].rsplit(".", 1)[-1])
+        returned = view.events[_frame_end(view.events, index)]
+        if kind and "value" in returned and not returned["value"].endswith("…"):
+            story.say(f"The {kind} comprehension on line {event['line']} builds {quote(returned['value'])}.")
+
+    def _return(self, story: _Story, event: dict[str, Any]) -> None:
+        func = event["func"]
+        if "raised" in event:
+            story.say(f"`{func}` stops there because of the `{event['raised']}`.")
+        elif event["value"].endswith("…"):
+            story.say(f"`{func}` returns a value too long to show.")
+        elif "yield" in event["src"]:
+            story.say(f"`{func}` yields {quote(event['value'])}.")
+        else:
+            story.say(f"`{func}` returns {quote(event['value'])}.", f"So `{func}` returns {quote(event['value'])}.")
+
+    # backward
+
+    def _backward_steps(self, view: TraceView, top: int) -> Iterator[tuple[int, LoopInstance | None]]:
+        """The top frame's events from last to first; the middle of a long loop comes as one summary step."""
+        index = len(view.events) - 1
+        while index >= 0:
+            loop = view.loop_of.get(index)
+            if view.events[index]["frame"] != top:
+                index -= 1
+                continue
+            yield index, None
+            if loop is not None and loop.iterations > 2 * self.full + 1 and \
+                    view.visit[index] == loop.iterations - self.full:
+                yield loop.headers[self.full], loop
+                index = loop.headers[self.full]
+            index -= 1
+
+    def _backward_event(self, story: _Story, view: TraceView, index: int) -> None:
+        event = view.events[index]
+        kind, line, src = event["event"], event["line"], short(event["src"])
+        changes = story.changes(event.get("changes", {}), past=True, equals=kind == "call")
+        if kind == "return" and "value" in event:
+            story.say(f"`{event['func']}` returns {quote(event['value'])} at {src}.")
+        elif kind == "call":
+            params = changes or "no arguments"
+            story.say(f"So, at line {line}, `{event['func']}` was called with {params}.",
+                      f"Going back to line {line}, the call of `{event['func']}` must have had {params}.")
+        elif index in view.loop_of:
+            loop = view.loop_of[index]
+            if not view.enters_body(index):
+                story.say(f"Before that, the loop on line {line} finishes after {_times(loop.iterations)}.")
+            else:
+                position = view.visit[index] + 1
+                story.say(f"That was iteration {position} of the loop on line {line}"
+                          + (f", where {changes}." if changes else "."))
+        elif (taken := view.branch_taken(index)) is not None:
+            story.say(f"On the way there, the condition on line {line} ({src}) was {taken}.")
+        elif changes:
+            story.say(f"Before that, line {line} ({src}) ran: {changes}.", f"Line {line} ({src}) earlier: {changes}.")
+
+    def _backward_summary(self, story: _Story, view: TraceView, header: int, loop: LoopInstance) -> None:
+        """Skipped iterations, told by the state at the start of the first of them."""
+        first = view.visit[header] + 1
+        last = loop.iterations - self.full
+        names = _changed_names(view.events[header:loop.headers[last]], loop.frame)
+        state = [f"`{n}` is {quote(v)}" for n in names
+                 if (v := view.state_before(header, n)) is not None and not v.endswith("…")]
+        story.say(f"Iterations {first} to {last} of the loop on line {loop.line} go the same way, backwards.")
+        if state:
+            story.say(f"When iteration {first} of the loop on line {loop.line} begins, " + ", ".join(state) + ".")
+
+
+def _times(n: int) -> str:
+    return "1 iteration" if n == 1 else f"{n} iterations"
+
+
+def _changed_names(events: list[dict[str, Any]], frame: int) -> list[str]:
+    names: dict[str, None] = {}
+    for event in events:
+        if event["frame"] == frame:
+            names.update(dict.fromkeys(event.get("changes", {})))
+    return list(names)
+
+
+def _frame_end(events: list[dict[str, Any]], index: int) -> int:
+    """Index of the return event that closes the frame opened at `index` (or the last event)."""
+    frame = events[index]["frame"]
+    for end in range(index + 1, len(events)):
+        if events[end]["frame"] == frame and events[end]["event"] == "return":
+            return end
+    return len(events) - 1
+
+
+def _propagating(events: list[dict[str, Any]], index: int) -> bool:
+    """An exception event that only re-reports an exception raised in a callee."""
+    return index > 0 and events[index - 1]["event"] == "return" and "raised" in events[index - 1]

@@ -1,0 +1,93 @@
+"""Row schemas shared by the stages, and the content hashes that make writes idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+DIRECTIONS = ("forward", "backward")
+
+VERIFICATION = pa.struct([
+    ("passed", pa.bool_()),
+    ("n_claims", pa.int32()),
+    ("n_verified", pa.int32()),
+    ("n_contradicted", pa.int32()),
+    ("n_unchecked", pa.int32()),
+    ("coverage", pa.float32()),
+    ("answer_ok", pa.bool_()),
+    ("first_failure", pa.string()),
+    ("failure_step", pa.int32()),
+])
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+# Columns of an accepted record, in order (DESIGN.md, "Output dataset").
+RECORD_SCHEMA = pa.schema([
+    ("record_id", pa.string()),
+    ("problem_id", pa.string()),
+    ("source", pa.string()),
+    ("direction", pa.string()),
+    ("code", pa.string()),
+    ("entry_point", pa.string()),
+    ("input", pa.string()),
+    ("output", pa.string()),
+    ("trace", pa.string()),
+    ("trace_steps", pa.int32()),
+    ("cot", pa.string()),
+    ("answer", pa.string()),
+    ("messages", MESSAGES),
+    ("narrator", pa.string()),
+    ("verification", VERIFICATION),
+    ("isolation", pa.list_(pa.string())),
+    ("fingerprint", pa.string()),
+    ("run_id", pa.string()),
+])
+
+# Rejected rows: where they stopped and why, plus whatever of the record existed at that point.
+REJECT_SCHEMA = pa.schema([
+    ("record_id", pa.string()),
+    ("problem_id", pa.string()),
+    ("source", pa.string()),
+    ("direction", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("message", pa.string()),
+    ("raw", pa.string()),
+    *[field for field in RECORD_SCHEMA if field.name not in
+      ("record_id", "problem_id", "source", "direction")],
+])
+
+# What flows between stages: every column any stage needs, all nullable.
+WORK_SCHEMA = pa.schema([
+    *REJECT_SCHEMA,
+    ("expected_output", pa.string()),
+    ("directions", pa.list_(pa.string())),
+    ("record_ids", pa.list_(pa.string())),
+    ("rows_read", pa.int32()),
+    ("skipped", pa.bool_()),
+    ("t_ingest", pa.float64()),
+    ("t_execute", pa.float64()),
+    ("t_narrate", pa.float64()),
+    ("t_verify", pa.float64()),
+])
+
+
+def content_hash(*parts: Any) -> str:
+    blob = json.dumps(parts, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def record_id(code: str, entry_point: str, input_text: str, direction: str, fingerprint: str) -> str:
+    """The id of a (problem call, direction) under one fingerprint: equal inputs give equal ids."""
+    return content_hash(code, entry_point, input_text, direction, fingerprint)
+
+
+def table(rows: list[dict[str, Any]], schema: pa.Schema = WORK_SCHEMA) -> pa.Table:
+    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+
+
+def reject(row: dict[str, Any], stage: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Turn a work row into a rejected one, keeping what it already has."""
+    return {**row, **extra, "stage": stage, "reason": reason, "message": message[:500]}

@@ -1,0 +1,97 @@
+"""Client side of the sandbox: owns a fork server process and runs jobs through it.
+
+One `Sandbox` per executor actor. Each job runs in a fresh forked child (see `operators.forkserver`) with the
+limits below; the fork server is restarted if it dies, and only the job in flight is reported failed. User
+code can never crash the caller: every failure comes back as an outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from operators.wire import recv_msg, send_msg
+
+OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
+            "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
+DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout")
+_START_TIMEOUT_S = 60.0
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot provide an isolation layer the configuration requires."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 5.0
+    memory_mb: int = 1024
+    file_size_mb: int = 16
+    open_files: int = 64
+    max_result_bytes: int = 8 << 20
+    max_stdout: int = 10_000
+
+    def wire(self) -> dict[str, Any]:
+        return {**asdict(self), "cpu_s": math.ceil(self.timeout_s) + 1}
+
+
+class Sandbox:
+    """A warm fork server plus the limits every job runs under."""
+
+    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = DEFAULT_REQUIRED) -> None:
+        self.limits = limits or Limits()
+        self.require = require
+        self.restarts = 0
+        self._proc: subprocess.Popen | None = None
+        self.isolation: dict[str, bool] = {}
+        self._start()
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job; always returns a result dict with an `outcome` from `OUTCOMES`."""
+        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
+        deadline = time.monotonic() + self.limits.timeout_s + 30.0
+        try:
+            send_msg(self._proc.stdin.fileno(), {"job": job, "limits": self.limits.wire()})
+            return recv_msg(self._proc.stdout.fileno(), deadline)
+        except (OSError, EOFError, TimeoutError, ValueError) as err:
+            self._restart()
+            return {"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"}
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        # The fork server gets a minimal environment: secrets of the caller never reach it or its children.
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "operators.forkserver"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
+            cwd="/",
+        )
+        assert self._proc.stdout is not None
+        hello = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)
+        self.isolation = hello["layers"]
+        missing = [layer for layer in self.require if not self.isolation.get(layer)]
+        if missing:
+            self.close()
+            raise SandboxUnavailable(
+                f"sandbox cannot provide required isolation: {', '.join(missing)} "
+                "(lower sandbox.require in the config to run without it)")
+
+    def _restart(self) -> None:
+        self.close()
+        self.restarts += 1
+        self._start()

@@ -1,0 +1,119 @@
+"""Static structure of a problem's code (loops, branches) and the loop instances seen in a trace.
+
+Shared by the tracer, the narrators and the verifier, so all three agree on what an iteration is.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Structure:
+    loops: dict[int, int]  # loop header line -> last line of the loop
+    branches: dict[int, tuple[int, int]]  # `if`/`elif` line -> (first, last) line of its body
+
+
+@lru_cache(maxsize=256)
+def structure(code: str) -> Structure:
+    loops: dict[int, int] = {}
+    branches: dict[int, tuple[int, int]] = {}
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+            loops[node.lineno] = node.end_lineno or node.lineno
+        if isinstance(node, ast.If | ast.While) and node.body:
+            branches[node.lineno] = (node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno)
+    return Structure(loops, branches)
+
+
+@dataclass
+class LoopInstance:
+    frame: int
+    line: int
+    headers: list[int] = field(default_factory=list)  # event index of each header visit
+    iterations: int = 0  # header visits after which the body ran
+
+
+class TraceView:
+    """A trace with the lookups narrators and the verifier need, each computed once."""
+
+    def __init__(self, events: list[dict[str, Any]], code: str) -> None:
+        self.events = events
+        self.code = code
+        self.structure = structure(code)
+        self.next_in_frame = self._next_in_frame()
+        self.loops, self.loop_of = self._loop_instances()
+        self.visit = {i: n for loop in self.loops for n, i in enumerate(loop.headers)}  # header index → visit
+
+    def summarised(self, full: int) -> set[int]:
+        """Event indices inside the middle iterations of loops longer than `2 * full + 1` iterations.
+
+        A narrator may tell those iterations in summary; coverage does not count their state changes.
+        """
+        inside: set[int] = set()
+        for loop in self.loops:
+            if loop.iterations > 2 * full + 1:
+                inside.update(range(loop.headers[full], loop.headers[loop.iterations - full]))
+        return inside
+
+    def after(self, index: int) -> dict[str, Any] | None:
+        """The next event after `index` in the same frame."""
+        nxt = self.next_in_frame[index]
+        return None if nxt is None else self.events[nxt]
+
+    def branch_taken(self, index: int) -> bool | None:
+        """Whether the `if`/`while` condition evaluated at event `index` was true; None if not a branch."""
+        body = self.structure.branches.get(self.events[index]["line"])
+        if body is None or self.events[index]["event"] != "line":
+            return None
+        after = self.after(index)
+        # `return` counts too: a one-line `if x: return y` runs its body without a new line event.
+        return after is not None and after["event"] in ("line", "return") and body[0] <= after["line"] <= body[1]
+
+    def enters_body(self, index: int) -> bool:
+        """For a loop header event: whether the loop body runs after this visit."""
+        event = self.events[index]
+        end = self.structure.loops.get(event["line"])
+        after = self.after(index)
+        if end is None or after is None or after["event"] != "line":
+            return False
+        if end == event["line"]:  # one-line loop: the body ran if the header line comes round again
+            return after["line"] == end
+        return event["line"] < after["line"] <= end
+
+    def state_before(self, index: int, name: str) -> str | None:
+        """The value text `name` holds in the frame of event `index`, just before that event."""
+        frame = self.events[index]["frame"]
+        for event in reversed(self.events[:index]):
+            if event["frame"] == frame and name in event.get("changes", {}):
+                return event["changes"][name]
+        return None
+
+    def _next_in_frame(self) -> list[int | None]:
+        result: list[int | None] = [None] * len(self.events)
+        last: dict[int, int] = {}
+        for index in range(len(self.events) - 1, -1, -1):
+            frame = self.events[index]["frame"]
+            result[index] = last.get(frame)
+            last[frame] = index
+        return result
+
+    def _loop_instances(self) -> tuple[list[LoopInstance], dict[int, LoopInstance]]:
+        open_loops: dict[tuple[int, int], LoopInstance] = {}
+        instances: list[LoopInstance] = []
+        by_event: dict[int, LoopInstance] = {}
+        for index, event in enumerate(self.events):
+            if "loop_iter" not in event:
+                continue
+            key = (event["frame"], event["line"])
+            if event["loop_iter"] == 1 or key not in open_loops:
+                open_loops[key] = LoopInstance(event["frame"], event["line"])
+                instances.append(open_loops[key])
+            instance = open_loops[key]
+            instance.headers.append(index)
+            instance.iterations += self.enters_body(index)
+            by_event[index] = instance
+        return instances, by_event

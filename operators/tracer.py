@@ -1,0 +1,156 @@
+"""Line-level tracer for one call of user code, built on `sys.settrace`.
+
+What it records: one event per call, executed line, return and exception in frames compiled from the
+problem's code (filename `CODE_FILENAME`); library code is not traced. Each line event carries the locals
+that the line changed (name → canonical text, see `operators.values`); changes are attached to the line that
+made them. Loop headers carry `loop_iter`, the how-many-th time the header runs in this loop instance.
+
+Limits: at most `max_events` events and `max_value_len` characters per value; reaching either is flagged
+(`truncated_events`, `truncated_values`), never silent. At the event cap tracing stops and the call runs to
+its end untraced. Only the calling thread is traced.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from operators.structure import structure
+from operators.values import is_immutable_scalar, render
+
+CODE_FILENAME = "<problem>"
+_MISSING = object()
+
+
+@dataclass
+class _Frame:
+    """Per-frame bookkeeping: the last rendered locals and the open line event they belong to."""
+
+    number: int
+    depth: int
+    func: str
+    snapshot: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
+    last_line: int = 0
+    loop_iters: dict[int, int] = field(default_factory=dict)
+
+
+class Tracer:
+    """Collects the trace of one call; use `run(fn, args, kwargs)` once per instance."""
+
+    def __init__(self, code: str, max_events: int = 20_000, max_value_len: int = 400) -> None:
+        self.lines = code.splitlines()
+        self.loops = structure(code).loops
+        self.max_events = max_events
+        self.max_value_len = max_value_len
+        self.events: list[dict[str, Any]] = []
+        self.truncated_events = False
+        self.truncated_values = 0
+        self._frames: dict[int, _Frame] = {}
+        self._depth = 0
+        self._calls = 0
+
+    def run(self, fn: Any, args: tuple, kwargs: dict) -> Any:
+        """Call `fn(*args, **kwargs)` under the tracer; exceptions propagate to the caller."""
+        sys.settrace(self._global)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.settrace(None)
+
+    def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if self.truncated_events or frame.f_code.co_filename != CODE_FILENAME:
+            return None
+        self._depth += 1
+        self._calls += 1
+        state = _Frame(self._calls, self._depth - 1, frame.f_code.co_qualname)
+        self._frames[id(frame)] = state
+        changes = self._diff(state, frame)
+        self._emit(state, "call", frame.f_lineno, changes=changes)
+        return self._local
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        state = self._frames.get(id(frame))
+        if state is None or self.truncated_events:
+            return None
+        self._settle(state, frame)
+        if event == "line":
+            self._on_line(state, frame)
+        elif event == "return":
+            self._on_return(state, frame, arg)
+        elif event == "exception":
+            exc_type, exc, _ = arg
+            self._emit(state, "exception", frame.f_lineno, exc_type=exc_type.__name__, message=str(exc)[:200])
+        return self._local
+
+    def _on_line(self, state: _Frame, frame: FrameType) -> None:
+        line = frame.f_lineno
+        event = self._emit(state, "line", line)
+        end = self.loops.get(line)
+        if end is not None:
+            # A one-line loop (`for x in xs: total += x`) repeats its header line for every iteration.
+            inside = line < state.last_line <= end or line == end == state.last_line
+            state.loop_iters[line] = state.loop_iters.get(line, 0) + 1 if inside else 1
+            event["loop_iter"] = state.loop_iters[line]
+        state.last_line = line
+        state.pending = event
+
+    def _on_return(self, state: _Frame, frame: FrameType, value: Any) -> None:
+        last = self.events[-1] if self.events else None
+        raised = last is not None and last["event"] == "exception" and last["frame"] == state.number
+        if raised:
+            self._emit(state, "return", frame.f_lineno, raised=last["exc_type"])
+        else:
+            self._emit(state, "return", frame.f_lineno, value=self._text(value))
+        self._depth -= 1
+        del self._frames[id(frame)]
+
+    def _settle(self, state: _Frame, frame: FrameType) -> None:
+        """Attach the locals changed since the last event of this frame to that frame's open line."""
+        changes = self._diff(state, frame)
+        if changes and state.pending is not None:
+            state.pending.setdefault("changes", {}).update(changes)
+        state.pending = None
+
+    def _diff(self, state: _Frame, frame: FrameType) -> dict[str, str | None]:
+        changes: dict[str, str | None] = {}
+        current = frame.f_locals
+        for name, value in current.items():
+            if name.startswith("."):
+                continue
+            old_value, old_text = state.snapshot.get(name, (_MISSING, ""))
+            if old_value is value and is_immutable_scalar(value):
+                continue
+            text = self._text(value)
+            if old_value is _MISSING or text != old_text:
+                changes[name] = text
+            state.snapshot[name] = (value, text)
+        for name in [n for n in state.snapshot if n not in current]:
+            del state.snapshot[name]
+            changes[name] = None
+        return changes
+
+    def _text(self, value: Any) -> str:
+        text, cut = render(value, self.max_value_len)
+        self.truncated_values += cut
+        return text
+
+    def _emit(self, state: _Frame, kind: str, line: int, **extra: Any) -> dict[str, Any]:
+        if len(self.events) >= self.max_events:
+            self.truncated_events = True
+            sys.settrace(None)
+        event = {
+            "step": len(self.events),
+            "event": kind,
+            "func": state.func,
+            "frame": state.number,
+            "depth": state.depth,
+            "line": line,
+            "src": self.lines[line - 1].strip() if 0 < line <= len(self.lines) else "",
+        }
+        event.update({k: v for k, v in extra.items() if v is not None and v != {}})
+        if not self.truncated_events:
+            self.events.append(event)
+        return event

@@ -1,0 +1,98 @@
+"""Canonical value text: literals read back with `ast.literal_eval`, everything else is type-tagged.
+
+Limits, stated plainly: containers deeper than `MAX_DEPTH` render as `...`; a text longer than the caller's
+limit is cut and the caller is told (`render` returns a flag), never silently.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from typing import Any
+
+MAX_DEPTH = 12
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_SCALARS = (bool, int, str, bytes, type(None))
+
+
+def render(value: Any, limit: int = 10_000) -> tuple[str, bool]:
+    """Return (text, truncated) for `value`, cutting the text at `limit` characters."""
+    text = _render(value, 0, set())
+    if len(text) > limit:
+        return text[:limit] + "…", True
+    return text, False
+
+
+def is_immutable_scalar(value: Any) -> bool:
+    """True for values whose identity implies their content (no need to re-render)."""
+    return type(value) in _SCALARS or type(value) is float
+
+
+def parse_literal(text: str) -> Any:
+    """`ast.literal_eval` that raises ValueError for anything that is not a literal."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as err:
+        raise ValueError(f"not a Python literal: {text[:80]!r}") from err
+
+
+def canonical(text: str) -> str | None:
+    """Canonical rendering of a literal's text, or None when the text is not a literal."""
+    try:
+        value = parse_literal(text)
+    except ValueError:
+        return None
+    rendered, _ = render(value)
+    return rendered
+
+
+def _render(value: Any, depth: int, seen: set[int]) -> str:
+    kind = type(value)
+    if kind in _SCALARS:
+        return repr(value)
+    if kind is float:
+        return repr(value) if math.isfinite(value) else f"float('{value}')"
+    if depth >= MAX_DEPTH:
+        return "..."
+    if kind in (list, tuple, set, dict):
+        if id(value) in seen:
+            return "[...]" if kind is list else "{...}"
+        seen.add(id(value))
+        try:
+            return _render_container(value, depth + 1, seen)
+        finally:
+            seen.discard(id(value))
+    return _render_other(value)
+
+
+def _render_container(value: Any, depth: int, seen: set[int]) -> str:
+    if type(value) is dict:
+        items = ", ".join(f"{_render(k, depth, seen)}: {_render(v, depth, seen)}" for k, v in value.items())
+        return "{" + items + "}"
+    parts = [_render(item, depth, seen) for item in value]
+    if type(value) is list:
+        return "[" + ", ".join(parts) + "]"
+    if type(value) is tuple:
+        return "(" + parts[0] + ",)" if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+    # Sets render sorted by their element text, so the text does not depend on hash seeds.
+    return "{" + ", ".join(sorted(parts)) + "}" if parts else "set()"
+
+
+def _render_other(value: Any) -> str:
+    """A stable type-tagged text for objects that are not literals; never a memory address."""
+    kind = type(value)
+    name = kind.__qualname__
+    if kind.__module__ in ("builtins", "collections") and not callable(value):
+        try:
+            text = repr(value)
+        except Exception:
+            text = f"<{name}>"
+        return _ADDRESS.sub("", text)
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<{name} {value.__qualname__}>"
+    fields = getattr(value, "__dict__", None)
+    if isinstance(fields, dict):
+        attrs = ", ".join(f"{k}={_render(v, MAX_DEPTH - 2, set())}" for k, v in fields.items())
+        return f"<{name} {attrs}>" if attrs else f"<{name}>"
+    return f"<{name}>"

@@ -1,0 +1,259 @@
+"""The verifier: every checkable claim of a CoT is aligned with the trace and checked.
+
+Alignment is monotone: a cursor walks the trace (forwards for forward reasoning, backwards for backward
+reasoning) and each claim is matched at or after the cursor, so a claim about iteration 3 is checked against
+iteration 3. A claim that cannot be matched, or matches a different value, contradicts the trace. The final
+answer is checked too: forward, the output must equal the traced output; backward, the answer's input is run
+in the sandbox by the caller (`check_backward_answer`) and must give the output.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from operators.claims import ANSWER, Claim, extract
+from operators.narrate import is_opaque
+from operators.structure import TraceView
+from operators.values import canonical
+
+VERIFIER_VERSION = "1"
+_FREE_DEPTH = ("calls", "returns", "comprehension", "raises")  # found by function name, at any depth
+
+
+@dataclass
+class Report:
+    passed: bool = False
+    n_claims: int = 0
+    n_verified: int = 0
+    n_contradicted: int = 0
+    n_unchecked: int = 0
+    coverage: float = 0.0
+    answer_ok: bool = False
+    first_failure: str | None = None
+    failure_step: int | None = None
+    covered: set[tuple[int, str]] = field(default_factory=set, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "covered"}
+
+
+@dataclass
+class ParsedAnswer:
+    entry_point: str
+    input_text: str
+    output_text: str
+
+
+def parse_answer(cot: str) -> ParsedAnswer | None:
+    """The last `[ANSWER]assert f(<input>) == <output>[/ANSWER]` of a CoT, or None."""
+    matches = list(ANSWER.finditer(cot))
+    if not matches:
+        return None
+    body = matches[-1].group("body").strip()
+    try:
+        test = ast.parse(body).body[0]
+    except (SyntaxError, IndexError, ValueError, RecursionError):
+        return None
+    if not (isinstance(test, ast.Assert) and isinstance(test.test, ast.Compare) and len(test.test.ops) == 1
+            and isinstance(test.test.ops[0], ast.Eq) and isinstance(test.test.left, ast.Call)
+            and isinstance(test.test.left.func, ast.Name)):
+        return None
+    call = test.test.left
+    parts = [ast.get_source_segment(body, arg) or "" for arg in call.args]
+    parts += [f"{kw.arg}={ast.get_source_segment(body, kw.value)}" for kw in call.keywords]
+    output = ast.get_source_segment(body, test.test.comparators[0]) or ""
+    return ParsedAnswer(call.func.id, ", ".join(parts), output)
+
+
+def same_arguments(a: str, b: str) -> bool:
+    """Whether two argument-list texts are the same expressions (compared as syntax trees)."""
+    try:
+        return ast.dump(ast.parse(f"_({a})", mode="eval")) == ast.dump(ast.parse(f"_({b})", mode="eval"))
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+
+
+def same_value(claimed: str, traced: str | None) -> bool:
+    """A claimed value text matches the trace's canonical text (literals compared after canonicalising)."""
+    if traced is None:
+        return False
+    return claimed.strip() == traced or canonical(claimed) == traced
+
+
+class Verifier:
+    """Checks a CoT against a trace; configuration in the constructor, one `check` per record."""
+
+    def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2) -> None:
+        self.min_coverage = min_coverage
+        self.min_claims = min_claims
+        self.full_iterations = full_iterations
+
+    def check(self, direction: str, cot: str, code: str, entry_point: str, input_text: str, output_text: str,
+              events: list[dict[str, Any]]) -> tuple[Report, ParsedAnswer | None]:
+        """Verify claims and (forward) the answer; for backward the answer input still needs running."""
+        view = TraceView(events, code)
+        report = Report()
+        _Alignment(view, report, backward=direction == "backward").run(extract(cot))
+        report.coverage = coverage(view, report.covered, direction, self.full_iterations)
+        parsed = parse_answer(cot)
+        answer_problem = self._answer_problem(direction, parsed, entry_point, input_text, output_text)
+        report.answer_ok = answer_problem is None
+        if answer_problem and report.first_failure is None:
+            report.first_failure = answer_problem
+        report.passed = (report.n_contradicted == 0 and report.answer_ok and report.n_claims >= self.min_claims
+                         and report.coverage >= self.min_coverage)
+        if report.passed is False and report.first_failure is None:
+            report.first_failure = (f"too few checkable claims: {report.n_claims} claims, "
+                                    f"coverage {report.coverage:.2f} < {self.min_coverage}")
+        return report, parsed
+
+    @staticmethod
+    def _answer_problem(direction: str, parsed: ParsedAnswer | None, entry_point: str, input_text: str,
+                        output_text: str) -> str | None:
+        if parsed is None:
+            return "no [ANSWER]assert f(...) == ...[/ANSWER] found"
+        if parsed.entry_point != entry_point:
+            return f"answer calls {parsed.entry_point!r}, not {entry_point!r}"
+        if not same_value(parsed.output_text, output_text):
+            return f"answer output {parsed.output_text[:80]!r} is not the output {output_text[:80]!r}"
+        if direction == "forward" and not same_arguments(parsed.input_text, input_text):
+            return f"answer input {parsed.input_text[:80]!r} is not the given input"
+        return None
+
+
+def check_backward_answer(report: Report, result: dict[str, Any], output_text: str) -> None:
+    """Fold the sandboxed run of a backward answer's input into the report."""
+    if result.get("outcome") == "ok" and same_value(result.get("output", ""), output_text):
+        return
+    got = result.get("output") if result.get("outcome") == "ok" else result.get("outcome")
+    report.answer_ok = report.passed = False
+    report.first_failure = report.first_failure or f"the answer's input gives {str(got)[:80]!r}, not the output"
+
+
+class _Alignment:
+    """Walks the trace with a cursor, matching claims in text order."""
+
+    def __init__(self, view: TraceView, report: Report, backward: bool) -> None:
+        self.view = view
+        self.events = view.events
+        self.report = report
+        self.step = -1 if backward else 1
+        self.cursor = len(self.events) - 1 if backward else 0
+        self.consumed = False  # the cursor's event was matched by a claim about a step; look past it
+
+    def run(self, claims: list[Claim]) -> None:
+        checks: dict[str, Callable[[Claim], bool | None]] = {
+            "line": self._line, "iteration": self._iteration, "loopcount": self._loopcount,
+            "condition": self._condition, "change": self._change, "state": self._state,
+            "returns": self._returns, "calls": self._calls, "raises": self._raises,
+            "comprehension": self._comprehension,
+        }
+        for claim in claims:
+            self.report.n_claims += 1
+            verdict = checks[claim.kind](claim) if self.events else False
+            if verdict is None:
+                self.report.n_unchecked += 1
+            elif verdict:
+                self.report.n_verified += 1
+            else:
+                self.report.n_contradicted += 1
+                if self.report.first_failure is None:
+                    self.report.first_failure = f"{claim.kind} claim {claim.text!r} contradicts the trace"
+                    self.report.failure_step = self.events[self.cursor]["step"] if self.events else None
+
+    def _scan(self, claim: Claim, match: Callable[[dict[str, Any]], bool]) -> int | None:
+        """The first event from the cursor on that matches; a claim about a step looks past a used step."""
+        limit = 10**9 if claim.kind in _FREE_DEPTH else self.events[self.cursor]["depth"]
+        end = -1 if self.step < 0 else len(self.events)
+        start = self.cursor + self.step if self.consumed and claim.kind != "change" else self.cursor
+        for index in range(start, end, self.step):
+            event = self.events[index]
+            if event["depth"] <= limit and match(event):
+                return index
+        return None
+
+    def _move(self, index: int | None) -> bool:
+        if index is None:
+            return False
+        self.cursor = index
+        self.consumed = True
+        return True
+
+    def _line(self, claim: Claim) -> bool:
+        line = int(claim.fields["line"])
+        return self._move(self._scan(claim, lambda e: e["line"] == line and e["event"] in ("line", "call", "return")))
+
+    def _iteration(self, claim: Claim) -> bool:
+        line, visit = int(claim.fields["line"]), int(claim.fields["k"])
+        return self._move(self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == visit))
+
+    def _loopcount(self, claim: Claim) -> bool:
+        line = int(claim.fields["line"])
+        index = self._scan(claim, lambda e: e["line"] == line and "loop_iter" in e)
+        return self._move(index) and self.view.loop_of[index].iterations == int(claim.fields["n"])
+
+    def _condition(self, claim: Claim) -> bool:
+        line = int(claim.fields["line"])
+        index = self._scan(claim, lambda e: e["line"] == line and e["event"] == "line")
+        return self._move(index) and self.view.branch_taken(index) is (claim.fields["truth"] == "True")
+
+    def _change(self, claim: Claim) -> bool | None:
+        name, value = claim.fields["name"], claim.fields["value"]
+        index = self._scan(claim, lambda e: name in e.get("changes", {}))
+        if index is None:
+            return False
+        if index != self.cursor:
+            self.cursor, self.consumed = index, False
+        traced = self.events[index]["changes"][name]
+        if traced is not None and traced.endswith("…"):
+            return None
+        self.report.covered.add((index, name))
+        return same_value(value, traced)
+
+    def _state(self, claim: Claim) -> bool:
+        name = claim.fields["sname"]
+        return same_value(claim.fields["svalue"], self.view.state_before(self.cursor, name))
+
+    def _returns(self, claim: Claim) -> bool:
+        func = claim.fields["func"]
+        index = self._scan(claim, lambda e: e["event"] == "return" and _named(e["func"], func))
+        return self._move(index) and same_value(claim.fields["rvalue"], self.events[index].get("value"))
+
+    def _calls(self, claim: Claim) -> bool:
+        func = claim.fields["func"]
+        return self._move(self._scan(claim, lambda e: e["event"] == "call" and _named(e["func"], func)))
+
+    def _raises(self, claim: Claim) -> bool:
+        exc = claim.fields["exc"]
+        return self._move(self._scan(claim, lambda e: e["event"] == "exception" and e["exc_type"] == exc))
+
+    def _comprehension(self, claim: Claim) -> bool:
+        line = int(claim.fields["line"])
+        index = self._scan(claim, lambda e: e["event"] == "call" and is_opaque(e["func"]) and e["line"] == line)
+        if not self._move(index):
+            return False
+        frame = self.events[index]["frame"]
+        end = next((e for e in self.events[index:] if e["frame"] == frame and e["event"] == "return"), None)
+        return end is not None and same_value(claim.fields["value"], end.get("value"))
+
+
+
+def coverage(view: TraceView, covered: set[tuple[int, str]], direction: str, full_iterations: int) -> float:
+    """Share of the trace's state changes that a checked claim mentions.
+
+    Not counted: changes inside comprehensions (told by their result), inside the middle iterations of long
+    loops (which may be summarised), and for backward reasoning, changes outside the entry function's frame.
+    """
+    skip = view.summarised(full_iterations)
+    top = view.events[0]["frame"] if view.events else None
+    total = {(i, name) for i, e in enumerate(view.events)
+             if i not in skip and not is_opaque(e["func"]) and (direction == "forward" or e["frame"] == top)
+             for name in e.get("changes", {})}
+    return 1.0 if not total else len(covered & total) / len(total)
+
+
+def _named(qualname: str, claimed: str) -> bool:
+    return qualname == claimed or qualname.endswith("." + claimed)
