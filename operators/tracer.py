@@ -20,6 +20,7 @@ from typing import Any
 from operators.structure import structure
 from operators.values import is_immutable_scalar, render
 
+TRACER_VERSION = "1"
 CODE_FILENAME = "<problem>"
 _MISSING = object()
 

@@ -10,12 +10,16 @@ in the sandbox by the caller (`check_backward_answer`) and must give the output.
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from operators.claims import ANSWER, Claim, extract
 from operators.narrate import is_opaque
+from operators.records import reject
+from operators.sandbox import Limits, Sandbox
+from operators.stage import RowStage
 from operators.structure import TraceView
 from operators.values import canonical
 
@@ -257,3 +261,44 @@ def coverage(view: TraceView, covered: set[tuple[int, str]], direction: str, ful
 
 def _named(qualname: str, claimed: str) -> bool:
     return qualname == claimed or qualname.endswith("." + claimed)
+
+
+class VerifyStage(RowStage):
+    """Ray Data stage: verify each narration; backward answers are re-executed in the sandbox."""
+
+    timing_column = "t_verify"
+
+    def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2,
+                 limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
+        self.verifier = Verifier(min_coverage, min_claims, full_iterations)
+        self.limits = limits
+        self.require = require
+        self._sandbox: Sandbox | None = None
+
+    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        events = json.loads(row["trace"])
+        report, parsed = self.verifier.check(row["direction"], row["cot"], row["code"], row["entry_point"],
+                                             row["input"], row["output"], events)
+        if row["direction"] == "backward" and parsed is not None and report.passed:
+            job = {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text,
+                   "max_events": 1}
+            check_backward_answer(report, self.sandbox.run(job), row["output"])
+        row = {**row, "verification": report.as_dict(), "stage": "verify"}
+        if report.passed:
+            return [row]
+        return [reject(row, "verify", _reason(report), report.first_failure or "")]
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """Started on first use: forward-only runs never need one here."""
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.limits, self.require)
+        return self._sandbox
+
+
+def _reason(report: Report) -> str:
+    if report.n_contradicted:
+        return "claim_contradicted"
+    if not report.answer_ok:
+        return "wrong_answer"
+    return "unverifiable"

@@ -1,0 +1,176 @@
+"""Run configuration: a YAML file, overridden by CLI flags, validated before anything runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from operators.narrate import NARRATOR_VERSION
+from operators.prompts import PROMPT_VERSION
+from operators.records import DIRECTIONS, content_hash
+from operators.sandbox import DEFAULT_REQUIRED
+from operators.tracer import TRACER_VERSION
+from operators.verify import VERIFIER_VERSION
+
+NARRATORS = ("template", "transformers", "vllm", "openai")
+AVAILABLE_NARRATORS = ("template",)
+FORMATS = ("auto", "generic", "cruxeval", "mbpp", "humaneval")
+SAMPLE_INPUT = str(Path(__file__).parent / "samples" / "problems.jsonl")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the CLI prints it as one line and exits 2."""
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None
+    executors: int = 2
+    batch_size: int = 16
+
+
+@dataclass
+class SandboxConfig:
+    timeout_s: float = 5.0
+    memory_mb: int = 1024
+    require: list[str] = field(default_factory=lambda: list(DEFAULT_REQUIRED))
+
+
+@dataclass
+class TracerConfig:
+    max_events: int = 20_000
+    max_value_len: int = 400
+
+
+@dataclass
+class NarratorConfig:
+    name: str = "template"
+    model: str | None = None
+    full_iterations: int = 2
+
+
+@dataclass
+class VerifierConfig:
+    min_coverage: float = 0.5
+    min_claims: int = 1
+
+
+@dataclass
+class StorageConfig:
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass
+class RunConfig:
+    input: str = SAMPLE_INPUT
+    format: str = "auto"
+    output: str = "./tracecot-out"
+    directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
+    limit: int | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    tracer: TracerConfig = field(default_factory=TracerConfig)
+    narrator: NarratorConfig = field(default_factory=NarratorConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that decides a record's content; reruns skip records with the same one."""
+        return content_hash(
+            TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, VERIFIER_VERSION,
+            dataclasses.asdict(self.tracer), dataclasses.asdict(self.narrator), dataclasses.asdict(self.verifier),
+            self.sandbox.timeout_s, self.sandbox.memory_mb,
+        )[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load(path: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """Read the YAML file (if any), apply non-None overrides (dotted keys allowed), validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(path)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.rpartition(".")
+        target = data.setdefault(section, {}) if section else data
+        target[name] = value
+    config = _build(RunConfig, data, "")
+    validate(config)
+    return config
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of settings")
+    return data
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(fields)})")
+    values = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            values[name] = _build(type(default), value, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, default, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    if value is None or default is None:
+        return value
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is list and isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {key} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def validate(config: RunConfig) -> None:
+    if config.format not in FORMATS:
+        raise ConfigError(f"unknown format {config.format!r} (choose from {', '.join(FORMATS)})")
+    bad = [d for d in config.directions if d not in DIRECTIONS] or ([] if config.directions else ["(none)"])
+    if bad:
+        raise ConfigError(f"unknown direction {bad[0]!r} (choose from forward, backward)")
+    if config.narrator.name not in NARRATORS:
+        raise ConfigError(f"unknown narrator {config.narrator.name!r} (choose from {', '.join(NARRATORS)})")
+    if config.narrator.name not in AVAILABLE_NARRATORS:
+        raise ConfigError(f"narrator {config.narrator.name!r} is not available in this version; use 'template'")
+    if config.limit is not None and config.limit < 1:
+        raise ConfigError("limit must be a positive number of input rows")
+    checks = [
+        (config.ray.executors >= 1, "ray.executors must be at least 1"),
+        (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
+        (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
+        (config.sandbox.memory_mb >= 64, "sandbox.memory_mb must be at least 64"),
+        (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
+        (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

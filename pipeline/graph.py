@@ -1,0 +1,146 @@
+"""The Ray Data graph of a run: read → ingest → execute → narrate → verify → Parquet sink.
+
+Resource requests live here, where each stage is built. CPU shares are fractional on purpose: on a small
+machine a read task plus full-CPU actor pools can wait on each other forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy
+
+from operators.execute import Executor
+from operators.ingest import ParseProblems
+from operators.narrate import NarrateStage
+from operators.sandbox import Limits, Sandbox
+from operators.verify import VerifyStage
+from pipeline.config import RunConfig
+from pipeline.report import Funnel, Progress, stage_timings, versions, write_report
+from pipeline.sinks import ParquetSink, count
+from pipeline.sources import input_files, iter_lines, read_problems
+from pipeline.state import done_ids
+from pipeline.storage import Location, locate
+
+SINK_BATCH = 256
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def limits(config: RunConfig) -> Limits:
+    return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb)
+
+
+def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]) -> ray.data.Dataset:
+    require = tuple(config.sandbox.require)
+    pool = config.ray.executors
+    ds = read_problems(source)
+    if config.limit:
+        ds = ds.limit(config.limit)
+    fmt = None if config.format == "auto" else config.format
+    ds = ds.map_batches(ParseProblems, batch_format="pyarrow", batch_size=64, num_cpus=0.1,
+                        compute=ActorPoolStrategy(min_size=1, max_size=1),
+                        fn_constructor_kwargs={"fmt": fmt, "source": Path(source.path).name,
+                                               "fingerprint": config.fingerprint(),
+                                               "directions": tuple(config.directions), "done": done})
+    ds = ds.map_batches(Executor, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.5,
+                        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+                        fn_constructor_kwargs={"limits": limits(config), "require": require,
+                                               "max_events": config.tracer.max_events,
+                                               "max_value_len": config.tracer.max_value_len})
+    ds = ds.map_batches(NarrateStage, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.1,
+                        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+                        fn_constructor_kwargs={"full_iterations": config.narrator.full_iterations})
+    ds = ds.map_batches(VerifyStage, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.25,
+                        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+                        fn_constructor_kwargs={"min_coverage": config.verifier.min_coverage,
+                                               "min_claims": config.verifier.min_claims,
+                                               "full_iterations": config.narrator.full_iterations,
+                                               "limits": limits(config), "require": require})
+    return ds.map_batches(ParquetSink, batch_format="pyarrow", batch_size=SINK_BATCH, num_cpus=0.1,
+                          compute=ActorPoolStrategy(min_size=1, max_size=1),
+                          fn_constructor_kwargs={"output": config.output, "storage": config.storage,
+                                                 "run_id": run_id})
+
+
+def up_to_date_tally(config: RunConfig, source: Location, done: frozenset[str]) -> dict[str, float] | None:
+    """The funnel of a run with nothing left to do, worked out in this process; None if there is work.
+
+    This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all.
+    """
+    fmt = None if config.format == "auto" else config.format
+    ingest = ParseProblems(fmt, Path(source.path).name, config.fingerprint(), tuple(config.directions), done)
+    rows = []
+    for number, line in enumerate(iter_lines(source)):
+        if config.limit and number >= config.limit:
+            break
+        for row in ingest.parse(line):
+            if not row.get("skipped"):
+                return None
+            rows.append(row)
+    return count(rows)[0]
+
+
+def start_ray(address: str | None) -> None:
+    """Join the cluster at `address`, reuse a Ray already started in this process, or start a local one."""
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+                     configure_logging=True)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # tracecot prints its own progress and funnel
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the job described by `config`; returns the run report (also written to `runs/<run_id>.json`)."""
+    run_id = new_run_id()
+    started = time.time()
+    source = locate(config.input, config.storage)
+    output = locate(config.output, config.storage)
+    input_files(source)
+    if not config.ray.address:
+        Sandbox(limits(config), tuple(config.sandbox.require)).close()  # fail early where isolation is missing
+    done = done_ids(output)
+    funnel = Funnel()
+    up_to_date = up_to_date_tally(config, source, done) if done else None
+    if up_to_date is not None:
+        funnel.add(up_to_date)
+    else:
+        start_ray(config.ray.address)
+        progress = progress or Progress()
+        for batch in build(config, source, run_id, done).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for tally in batch.column("tally").to_pylist():
+                funnel.add(json.loads(tally))
+            progress.update(funnel)
+    wall = time.time() - started
+    report = {
+        "run_id": run_id,
+        "status": "finished",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(wall, 3),
+        "fingerprint": config.fingerprint(),
+        "config": config.as_dict(),
+        "versions": versions(),
+        "funnel": funnel.as_dict(),
+        "stage_busy_s": stage_timings(funnel),
+        "records_per_s": round(funnel.tally["accepted"] / wall, 2),
+        "already_done_at_start": len(done),
+        "output": {"records": output.join("records"), "rejected": output.join("rejected")},
+    }
+    report["output"]["report"] = write_report(output, run_id, report)
+    report["summary"] = funnel.summary_lines()
+    return report

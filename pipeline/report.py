@@ -1,0 +1,114 @@
+"""The funnel (where every input row ended up), live progress, and the run report JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+from pipeline.storage import Location
+
+STAGES = ("ingest", "execute", "trace", "narrate", "verify")
+FUNNEL_NAMES = ("read", "executed", "traced", "narrated", "verified")
+STAGE_TIMINGS = {"ingest": "t_ingest", "execute": "t_execute", "narrate": "t_narrate", "verify": "t_verify"}
+
+
+class Funnel:
+    """Sums the sink's per-batch tallies. An item is one (call, direction), or one unreadable input row."""
+
+    def __init__(self) -> None:
+        self.tally: Counter[str] = Counter()
+
+    def add(self, tally: dict[str, float]) -> None:
+        self.tally.update(tally)
+
+    @property
+    def rejects(self) -> dict[str, int]:
+        """Rejected items by `stage/reason`."""
+        return {key.split(":", 1)[1].replace(":", "/"): int(n) for key, n in sorted(self.tally.items())
+                if key.startswith("rejected:")}
+
+    @property
+    def items(self) -> int:
+        return int(self.tally["accepted"] + self.tally["skipped"] + sum(self.rejects.values()))
+
+    def stages(self) -> dict[str, dict[str, int]]:
+        """Items in, out and rejected at each stage; in = out + rejected, out = next stage's in."""
+        entering = self.items - int(self.tally["skipped"])
+        result = {}
+        for stage in STAGES:
+            rejected = sum(n for key, n in self.rejects.items() if key.startswith(f"{stage}/"))
+            result[stage] = {"in": entering, "rejected": rejected, "out": entering - rejected}
+            entering -= rejected
+        return result
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows_read": int(self.tally["rows_read"]),
+            "items": self.items,
+            "skipped_existing": int(self.tally["skipped"]),
+            "stages": self.stages(),
+            "written_records": int(self.tally["accepted"]),
+            "written_rejected": sum(self.rejects.values()),
+            "rejects_by_reason": self.rejects,
+        }
+
+    def summary_lines(self) -> list[str]:
+        stages = self.stages()
+        chain = " → ".join(f"{name} {stages[stage]['out']}" for name, stage in zip(FUNNEL_NAMES[1:], STAGES[1:],
+                                                                                    strict=True))
+        lines = [f"funnel: read {int(self.tally['rows_read'])} rows ({self.items} items) → {chain} "
+                 f"→ written {int(self.tally['accepted'])}"]
+        if self.tally["skipped"]:
+            lines.append(f"skipped {int(self.tally['skipped'])} items already in the output (same fingerprint)")
+        if self.rejects:
+            reasons = ", ".join(f"{key} {n}" for key, n in self.rejects.items())
+            lines.append(f"rejected {sum(self.rejects.values())}: {reasons}")
+        return lines
+
+
+class Progress:
+    """Prints a line to stderr at most every `every` seconds while a run goes on."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 2.0) -> None:
+        self.stream = stream
+        self.every = every
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, funnel: Funnel, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = now - self.started
+        done = funnel.items
+        print(f"[tracecot] {elapsed:6.1f}s  rows {int(funnel.tally['rows_read'])}  items {done}  "
+              f"records {int(funnel.tally['accepted'])}  rejected {sum(funnel.rejects.values())}  "
+              f"skipped {int(funnel.tally['skipped'])}  ({done / max(elapsed, 1e-9):.1f} items/s)",
+              file=self.stream, flush=True)
+
+
+def versions() -> dict[str, str]:
+    import pyarrow
+    import ray
+
+    from pipeline import __version__
+    return {"tracecot": __version__, "python": platform.python_version(), "ray": ray.__version__,
+            "pyarrow": pyarrow.__version__, "platform": platform.platform()}
+
+
+def stage_timings(funnel: Funnel) -> dict[str, float]:
+    """Busy seconds per stage, summed over all actors (so they can exceed the wall time)."""
+    return {stage: round(funnel.tally[column], 3) for stage, column in STAGE_TIMINGS.items()}
+
+
+def write_report(location: Location, run_id: str, report: dict[str, Any]) -> str:
+    location.fs.create_dir(location.join("runs"), recursive=True)
+    path = location.join("runs", f"{run_id}.json")
+    with location.fs.open_output_stream(path) as stream:
+        stream.write(json.dumps(report, indent=2, sort_keys=False).encode())
+    return path

@@ -1,0 +1,78 @@
+"""Readers: problem files (JSONL, JSONL.gz, Parquet; a file or a folder of them) as a Ray Dataset of lines."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray.data
+
+from pipeline.storage import Location
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")
+PARQUET_SUFFIXES = (".parquet",)
+# Reading is light; a full CPU per read task would starve the actor pools on small machines.
+READ_CPUS = 0.25
+
+
+class InputError(ValueError):
+    """The input cannot be read at all (as opposed to bad rows, which are rejected one by one)."""
+
+
+def input_files(location: Location) -> list[str]:
+    info = location.fs.get_file_info(location.path)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"input not found: {location.uri}")
+    if info.type == pafs.FileType.File:
+        files = [info.path]
+    else:
+        selector = pafs.FileSelector(location.path, recursive=True)
+        files = sorted(i.path for i in location.fs.get_file_info(selector) if i.type == pafs.FileType.File
+                       and i.path.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES))
+        if not files:
+            raise InputError(f"no .jsonl, .jsonl.gz or .parquet files in {location.uri}")
+    unknown = [f for f in files if not f.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)]
+    if unknown:
+        raise InputError(f"cannot read {unknown[0]}: expected .jsonl, .jsonl.gz or .parquet")
+    return files
+
+
+def read_problems(location: Location) -> ray.data.Dataset:
+    """Every input row as `{"text": <one JSON object>}`, whatever the file type."""
+    files = input_files(location)
+    jsonl = [f for f in files if f.endswith(JSONL_SUFFIXES)]
+    parquet = [f for f in files if f.endswith(PARQUET_SUFFIXES)]
+    parts = []
+    if jsonl:
+        lines = ray.data.read_text(jsonl, filesystem=location.fs, drop_empty_lines=True, num_cpus=READ_CPUS)
+        parts.append(lines)
+    if parquet:
+        rows = ray.data.read_parquet(parquet, filesystem=location.fs, num_cpus=READ_CPUS)
+        parts.append(rows.map(_as_text, num_cpus=READ_CPUS))
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def iter_lines(location: Location) -> Iterator[str]:
+    """The same rows as `read_problems`, read in this process (for the driver's quick up-to-date check)."""
+    for path in input_files(location):
+        if path.endswith(PARQUET_SUFFIXES):
+            for row in pq.read_table(path, filesystem=location.fs).to_pylist():
+                yield _as_text(row)["text"]
+            continue
+        compression = "gzip" if path.endswith(".gz") else None
+        with location.fs.open_input_stream(path, compression=compression) as stream:
+            for line in io.TextIOWrapper(stream, encoding="utf-8"):
+                if line.strip():
+                    yield line.rstrip("\n")
+
+
+def _as_text(row: dict) -> dict:
+    return {"text": json.dumps(row, default=_plain)}
+
+
+def _plain(value: object) -> object:
+    tolist = getattr(value, "tolist", None)
+    return tolist() if tolist else str(value)

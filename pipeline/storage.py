@@ -1,0 +1,49 @@
+"""Where data lives: a local path or `s3://bucket/prefix`, as a pyarrow filesystem plus a path in it.
+
+S3 endpoint and region come from the config (`storage.endpoint_url`, `storage.region`) or the standard AWS
+variables (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_REGION`); credentials only from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from pipeline.config import ConfigError, StorageConfig
+
+
+@dataclass(frozen=True)
+class Location:
+    fs: pafs.FileSystem
+    path: str
+    uri: str
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.path.rstrip("/"), *parts])
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+
+def locate(uri: str, storage: StorageConfig) -> Location:
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return Location(s3_filesystem(storage), f"{parsed.netloc}{parsed.path}".rstrip("/"), uri)
+    if parsed.scheme not in ("", "file"):
+        raise ConfigError(f"unsupported storage scheme {parsed.scheme!r} in {uri} (use a path or s3://)")
+    path = os.path.abspath(parsed.path if parsed.scheme == "file" else uri)
+    return Location(pafs.LocalFileSystem(), path, uri)
+
+
+def s3_filesystem(storage: StorageConfig) -> pafs.S3FileSystem:
+    endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, object] = {"region": storage.region or os.environ.get("AWS_REGION")
+                                  or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    return pafs.S3FileSystem(**options)
