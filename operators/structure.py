@@ -46,6 +46,7 @@ class TraceView:
         self.structure = structure(code)
         self.next_in_frame = self._next_in_frame()
         self.loops, self.loop_of = self._loop_instances()
+        self.returned = {e["frame"]: e.get("value") for e in events if e["event"] == "return"}  # frame → value
         self.visit = {i: n for loop in self.loops for n, i in enumerate(loop.headers)}  # header index → visit
 
     def summarised(self, full: int) -> set[int]:

@@ -82,7 +82,7 @@ def _render_container(value: Any, depth: int, seen: set[int]) -> str:
 def _render_other(value: Any) -> str:
     """A stable type-tagged text for objects that are not literals; never a memory address."""
     kind = type(value)
-    name = kind.__qualname__
+    name = kind.__name__
     if kind.__module__ in ("builtins", "collections") and not callable(value):
         try:
             text = repr(value)

@@ -236,13 +236,14 @@ class _Alignment:
 
     def _comprehension(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
-        index = self._scan(claim, lambda e: e["event"] == "call" and is_opaque(e["func"]) and e["line"] == line)
-        if not self._move(index):
-            return False
-        frame = self.events[index]["frame"]
-        end = next((e for e in self.events[index:] if e["frame"] == frame and e["event"] == "return"), None)
-        return end is not None and same_value(claim.fields["value"], end.get("value"))
 
+        def shown(event: dict[str, Any]) -> bool:  # a narrator cannot state a value that was cut
+            value = self.view.returned.get(event["frame"])
+            return value is not None and not value.endswith("…")
+
+        index = self._scan(claim, lambda e: e["event"] == "call" and is_opaque(e["func"]) and e["line"] == line
+                           and shown(e))
+        return self._move(index) and same_value(claim.fields["value"], self.view.returned[self.events[index]["frame"]])
 
 
 def coverage(view: TraceView, covered: set[tuple[int, str]], direction: str, full_iterations: int) -> float:

@@ -1,0 +1,84 @@
+"""Shared fixtures: one local Ray for the session, a real sandbox, a real S3-compatible server (moto)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLES = ROOT / "pipeline" / "samples" / "problems.jsonl"
+
+# Set before Ray starts so its workers inherit them: moto accepts any credentials.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+
+
+def shared(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"shared data set missing: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for every pipeline test (fractional CPUs keep 2 cores from deadlocking)."""
+    import ray
+
+    from pipeline.graph import start_ray
+
+    start_ray(None)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    from operators.sandbox import Sandbox
+
+    with Sandbox() as box:
+        yield box
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1, with a bucket `tracecot-test`; yields its endpoint URL."""
+    # The moto installed beside this interpreter: an older one elsewhere on PATH mishandles multipart uploads.
+    beside = Path(sys.executable).parent / "moto_server"
+    server = str(beside) if beside.exists() else shutil.which("moto_server")
+    assert server, "moto_server not found: pip install 'moto[server]'"
+    port = _free_port()
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.2)
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="tracecot-test")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -1,0 +1,36 @@
+"""Helpers for pipeline tests: run a config in-process and read what it wrote."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from pipeline import config as cfg
+from pipeline.graph import run
+from pipeline.report import Progress
+
+
+def run_job(**overrides: Any) -> dict[str, Any]:
+    config = cfg.load(None, overrides)
+    return run(config, Progress(io.StringIO()))
+
+
+def read(output: Path | str, folder: str) -> pa.Table:
+    path = Path(output) / folder
+    if not path.exists():
+        return pa.table({})
+    return pads.dataset(path, format="parquet").to_table()
+
+
+def funnel_adds_up(report: dict[str, Any]) -> None:
+    funnel = report["funnel"]
+    assert funnel["items"] == funnel["written_records"] + funnel["written_rejected"] + funnel["skipped_existing"]
+    stages = funnel["stages"]
+    for stage in stages.values():
+        assert stage["in"] == stage["out"] + stage["rejected"]
+    assert stages["verify"]["out"] == funnel["written_records"]
+    assert sum(funnel["rejects_by_reason"].values()) == funnel["written_rejected"]

@@ -1,0 +1,69 @@
+import gzip
+import json
+
+import pytest
+from conftest import SAMPLES, shared
+
+from operators.ingest import ParseProblems, detect_format
+
+
+def parse(line, **kw):
+    return ParseProblems(None, "test", "fp", **kw).parse(line)
+
+
+def first_line(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as stream:
+        return stream.readline()
+
+
+@pytest.mark.parametrize(("relative", "fmt", "entry", "n_calls"), [
+    ("cruxeval/cruxeval.jsonl", "cruxeval", "f", 1),
+    ("mbpp/mbpp.jsonl", "mbpp", "min_cost", 3),
+    ("humaneval/HumanEval.jsonl.gz", "humaneval", "has_close_elements", 7),
+])
+def test_formats_are_detected_and_calls_extracted(relative, fmt, entry, n_calls):
+    line = first_line(shared(relative))
+    assert detect_format(json.loads(line)) == fmt
+    rows = parse(line)
+    assert len(rows) == n_calls
+    assert {row["entry_point"] for row in rows} == {entry}
+    assert all(row.get("reason") is None for row in rows)
+    assert sum(row["rows_read"] for row in rows) == 1
+
+
+def test_generic_rows_keep_their_id_and_keyword_inputs():
+    rows = parse(json.dumps({"id": "p1", "code": "def g(n, m):\n    return n * m\n", "entry_point": "g",
+                             "inputs": ["2, 3", {"n": 5, "m": 2}], "outputs": ["6", "10"]}))
+    assert [row["input"] for row in rows] == ["2, 3", "n=5, m=2"]
+    assert {row["problem_id"] for row in rows} == {"p1"}
+    assert rows[1]["expected_output"] == "10"
+
+
+def test_every_shipped_sample_parses():
+    for line in SAMPLES.read_text().splitlines():
+        assert all(row.get("reason") is None for row in parse(line))
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("{not json", "malformed_json"),
+    ('{"id": "x", "code": "def f(:", "entry_point": "f", "inputs": ["1"]}', "syntax_error"),
+    ('{"id": "x", "code": "def g(): pass", "entry_point": "f", "inputs": ["1"]}', "entry_point_missing"),
+    ('{"id": "x", "code": "def f(a): pass", "entry_point": "f"}', "unknown_format"),
+    ('{"id": "x", "code": "def f(a): pass", "input": "1"}', "unknown_format"),
+    ('{"id": "x", "entry_point": "f", "inputs": ["1"]}', "missing_field"),
+    ('{"id": "x", "code": "def f(a): pass", "entry_point": "f", "inputs": ["1, )"]}', "bad_input"),
+    ('{"id": "x", "code": "def f(a): pass", "entry_point": "f", "inputs": [[1]]}', "input_not_literal"),
+])
+def test_bad_rows_are_rejected_with_a_reason(line, reason):
+    rows = parse(line)
+    assert len(rows) == 1
+    assert rows[0]["reason"] == reason
+    assert rows[0]["stage"] == "ingest" and rows[0]["message"]
+
+
+def test_done_items_are_marked_skipped():
+    line = first_line(SAMPLES)
+    ids = {rid for row in parse(line) for rid in row["record_ids"]}
+    again = parse(line, done=frozenset(ids))
+    assert all(row["skipped"] for row in again)

@@ -1,0 +1,84 @@
+"""Template narrations verify; narrations with a planted error do not."""
+
+import json
+import re
+
+import pytest
+from conftest import SAMPLES
+
+from operators.narrate import TemplateNarrator
+from operators.verify import Verifier, check_backward_answer, parse_answer
+
+PROBLEMS = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
+NARRATOR = TemplateNarrator()
+VERIFIER = Verifier()
+
+
+def traced(sandbox, problem, index=0):
+    raw = problem["inputs"][index]
+    args = raw if isinstance(raw, str) else ", ".join(f"{k}={v!r}" for k, v in raw.items())
+    result = sandbox.run({"code": problem["code"], "entry_point": problem["entry_point"], "input": args})
+    assert result["outcome"] == "ok", result
+    return args, result
+
+
+def narrate(direction, problem, args, result):
+    write = NARRATOR.forward if direction == "forward" else NARRATOR.backward
+    return write(problem["code"], problem["entry_point"], args, result["output"], result["trace"], problem["id"])
+
+
+def verify(direction, cot, problem, args, result):
+    report, _ = VERIFIER.check(direction, cot, problem["code"], problem["entry_point"], args, result["output"],
+                               result["trace"])
+    return report
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=[p["id"] for p in PROBLEMS])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_template_narrations_verify(sandbox, problem, direction):
+    args, result = traced(sandbox, problem)
+    cot = narrate(direction, problem, args, result)
+    report = verify(direction, cot, problem, args, result)
+    assert report.passed, report.first_failure
+    assert report.n_contradicted == 0 and report.coverage >= 0.5
+    assert cot.rstrip().endswith(f"[ANSWER]assert {problem['entry_point']}({args}) == {result['output']}[/ANSWER]")
+    if direction == "backward":
+        rerun = sandbox.run({"code": problem["code"], "entry_point": problem["entry_point"],
+                             "input": parse_answer(cot).input_text})
+        check_backward_answer(report, rerun, result["output"])
+        assert report.passed
+
+
+def _bump(match):
+    value = match.group(2)
+    return f"{match.group(1)}`{int(value) + 1}`" if value.lstrip("-").isdigit() else f"{match.group(1)}`{value}x`"
+
+
+MUTATIONS = {
+    "wrong intermediate value": (r"(`\w+` (?:becomes|is set to|=) )`([^`]+)`", _bump),
+    "wrong branch outcome": (r"(condition on line \d+ \(`[^`]*`\) is )(True|False)",
+                             lambda m: m.group(1) + ("False" if m.group(2) == "True" else "True")),
+    "off-by-one loop count": (r"(finishes after )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 1}"),
+    "wrong return value": (r"(`\w+` returns )`([^`]+)`", _bump),
+    "wrong final answer": (r"(\) == )(.+)(\[/ANSWER\])", lambda m: f"{m.group(1)}{m.group(2)} + [0]{m.group(3)}"),
+    "value given to the wrong variable": (r"`(\w+)`( (?:becomes|is set to|=) `[^`]+`)",
+                                          lambda m: f"`{m.group(1)}_other`{m.group(2)}"),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_planted_errors_are_rejected(sandbox, mutation):
+    pattern, replace = MUTATIONS[mutation]
+    applied = 0
+    for problem in PROBLEMS[:12]:
+        args, result = traced(sandbox, problem)
+        cot = narrate("forward", problem, args, result)
+        matches = list(re.finditer(pattern, cot))
+        if not matches:
+            continue
+        target = matches[len(matches) // 2]
+        mutant = cot[:target.start()] + replace(target) + cot[target.end():]
+        assert mutant != cot
+        assert not verify("forward", mutant, problem, args, result).passed, (problem["id"], mutant)
+        applied += 1
+    assert applied >= 3

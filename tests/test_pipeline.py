@@ -1,0 +1,117 @@
+"""End to end on a local Ray: records, rejects, reports, incremental reruns and S3 output."""
+
+import json
+import shutil
+
+import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLES
+from helpers import funnel_adds_up, read, run_job
+
+from operators.records import RECORD_SCHEMA
+
+pytestmark = pytest.mark.timeout(300)
+SAMPLE_IDS = {json.loads(line)["id"] for line in SAMPLES.read_text().splitlines()}
+
+
+def test_sample_run_writes_verified_records(local_ray, tmp_path):
+    report = run_job(output=str(tmp_path))
+    records = read(tmp_path, "records")
+    assert records.schema.names == RECORD_SCHEMA.names
+    assert records.num_rows == report["funnel"]["written_records"] > 0
+    assert set(records.column("direction").to_pylist()) == {"forward", "backward"}
+    assert set(records.column("problem_id").to_pylist()) == SAMPLE_IDS
+    assert all(v["passed"] for v in records.column("verification").to_pylist())
+    assert len(set(records.column("record_id").to_pylist())) == records.num_rows
+    row = records.slice(0, 1).to_pylist()[0]
+    assert row["messages"][0]["role"] == "user" and row["messages"][1]["content"] == row["cot"]
+    assert row["cot"].endswith(row["answer"]) and "network_namespace" in row["isolation"]
+    funnel_adds_up(report)
+    saved = json.loads((tmp_path / "runs" / f"{report['run_id']}.json").read_text())
+    for key in ("config", "fingerprint", "versions", "funnel", "stage_busy_s", "wall_s"):
+        assert key in saved
+    assert saved["versions"]["ray"].startswith("2.60")
+    assert pl.read_parquet(tmp_path / "records" / "*.parquet").height == records.num_rows
+
+
+def test_reruns_are_incremental(local_ray, tmp_path):
+    lines = SAMPLES.read_text().splitlines()
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("\n".join(lines[:10]) + "\n")
+    output = tmp_path / "out"
+    first = run_job(input=str(problems), output=str(output))
+    assert first["funnel"]["written_records"] > 0
+
+    again = run_job(input=str(problems), output=str(output))
+    assert again["funnel"]["written_records"] == 0
+    assert again["funnel"]["skipped_existing"] == first["funnel"]["items"]
+
+    problems.write_text("\n".join(lines[:14]) + "\n")
+    more = run_job(input=str(problems), output=str(output))
+    assert more["funnel"]["skipped_existing"] == first["funnel"]["items"]
+    new_ids = {json.loads(line)["id"] for line in lines[10:14]}
+    latest = {r["problem_id"] for r in read(output, "records").to_pylist() if r["run_id"] == more["run_id"]}
+    assert latest == new_ids
+
+    changed = run_job(input=str(problems), output=str(output), **{"verifier.min_coverage": 0.4})
+    assert changed["fingerprint"] != first["fingerprint"]
+    assert changed["funnel"]["skipped_existing"] == 0
+    records = read(output, "records")
+    assert len(set(records.column("record_id").to_pylist())) == records.num_rows
+
+
+BAD_ROWS = [
+    "{this is not json",
+    json.dumps({"id": "no-code", "entry_point": "f", "inputs": ["1"]}),
+    json.dumps({"id": "syntax", "code": "def f(x:\n  return x", "entry_point": "f", "inputs": ["1"]}),
+    json.dumps({"id": "no-entry", "code": "def g(x):\n    return x\n", "entry_point": "f", "inputs": ["1"]}),
+    json.dumps({"id": "not-literal", "code": "def f(x):\n    return x\n", "entry_point": "f",
+                "inputs": ["object()", "open('/etc/passwd')"]}),
+    json.dumps({"id": "raises", "code": "def f(x):\n    return 1 // x\n", "entry_point": "f", "inputs": ["0"]}),
+    json.dumps({"id": "wrong-expected", "code": "def f(x):\n    return x + 1\n", "entry_point": "f",
+                "inputs": ["1"], "outputs": ["3"]}),
+    json.dumps({"id": "good", "code": "def f(x):\n    y = x * 2\n    return y\n", "entry_point": "f",
+                "inputs": ["4"]}),
+]
+
+
+def test_bad_rows_are_rejected_and_counted(local_ray, tmp_path):
+    problems = tmp_path / "bad.jsonl"
+    problems.write_text("\n".join(BAD_ROWS) + "\n")
+    report = run_job(input=str(problems), output=str(tmp_path / "out"))
+    funnel_adds_up(report)
+    assert report["funnel"]["rows_read"] == len(BAD_ROWS)
+    rejected = read(tmp_path / "out", "rejected").to_pylist()
+    reasons = {(r["problem_id"], r["reason"]) for r in rejected}
+    assert {(None, "malformed_json"), ("no-code", "missing_field"), ("syntax", "syntax_error"),
+            ("no-entry", "entry_point_missing"), ("not-literal", "input_not_literal"),
+            ("raises", "exception"), ("wrong-expected", "output_mismatch")} <= reasons
+    assert all(r["message"] for r in rejected)
+    accepted = read(tmp_path / "out", "records").to_pylist()
+    assert {r["problem_id"] for r in accepted} == {"good"}
+
+
+def test_s3_output(local_ray, s3_server, tmp_path):
+    output = "s3://tracecot-test/runs/a"
+    storage = {"storage.endpoint_url": s3_server}
+    report = run_job(output=output, limit=6, **storage)
+    funnel_adds_up(report)
+    fs = pafs.S3FileSystem(endpoint_override=s3_server.removeprefix("http://"), scheme="http",
+                           access_key="testing", secret_key="testing", region="us-east-1")
+    records = pq.read_table("tracecot-test/runs/a/records", filesystem=fs)
+    assert records.num_rows == report["funnel"]["written_records"] > 0
+    frame = pl.read_parquet("s3://tracecot-test/runs/a/records/*.parquet", storage_options={
+        "aws_endpoint_url": s3_server, "aws_allow_http": "true", "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing", "aws_region": "us-east-1"})
+    assert frame.height == records.num_rows
+    assert fs.get_file_info(f"tracecot-test/runs/a/runs/{report['run_id']}.json").type == pafs.FileType.File
+    again = run_job(output=output, limit=6, **storage)
+    assert again["funnel"]["written_records"] == 0
+
+
+def test_output_can_be_copied_and_read_back(local_ray, tmp_path):
+    run_job(output=str(tmp_path / "a"), limit=3)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert read(tmp_path / "b", "records").num_rows == read(tmp_path / "a", "records").num_rows

@@ -1,0 +1,107 @@
+"""Hostile code through the real sandbox: each case ends in the right outcome and the sandbox stays usable."""
+
+import os
+import socket
+import threading
+
+import pytest
+
+from operators.sandbox import Limits, Sandbox
+
+
+def run(sandbox, body, entry="f", args=""):
+    return sandbox.run({"code": body, "entry_point": entry, "input": args})
+
+
+def test_plain_call_is_traced(sandbox):
+    result = run(sandbox, "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n",
+                 args="[1, 2]")
+    assert result["outcome"] == "ok" and result["output"] == "3"
+    lines = [(e["line"], e.get("changes")) for e in result["trace"] if e["event"] == "line"]
+    assert lines[0] == (2, {"total": "0"})
+    assert [e.get("loop_iter") for e in result["trace"] if e["line"] == 3] == [1, 2, 3]
+
+
+def test_no_network_even_to_a_local_listener(sandbox):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    code = f"import socket\ndef f():\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    return 1\n"
+    result = run(sandbox, code)
+    listener.close()
+    assert result["outcome"] == "sandbox_violation"
+    assert not accepted
+
+
+def test_dns_lookup_fails(sandbox):
+    result = run(sandbox, "import socket\ndef f():\n    return socket.getaddrinfo('example.com', 80)\n")
+    assert result["outcome"] in ("sandbox_violation", "exception")
+
+
+@pytest.mark.parametrize("body", [
+    "import os\ndef f():\n    return os.fork()\n",
+    "import subprocess\ndef f():\n    return subprocess.run(['true']).returncode\n",
+    "import os\ndef f():\n    return os.system('true')\n",
+])
+def test_no_new_processes(sandbox, body):
+    assert run(sandbox, body)["outcome"] == "sandbox_violation"
+
+
+def test_environment_secrets_do_not_leak(monkeypatch):
+    monkeypatch.setenv("TRACECOT_FAKE_SECRET", "s3cr3t")
+    with Sandbox() as fresh:
+        result = run(fresh, "import os\ndef f():\n    return sorted(os.environ.items())\n")
+    assert result["outcome"] == "ok"
+    assert "s3cr3t" not in result["output"] and "AWS_SECRET" not in result["output"]
+
+
+def test_wall_clock_timeout_and_recovery():
+    with Sandbox(Limits(timeout_s=1.0)) as box:
+        assert run(box, "def f():\n    while True:\n        pass\n")["outcome"] == "timeout"
+        assert run(box, "def f():\n    return 2\n")["output"] == "2"
+
+
+def test_memory_bomb(sandbox):
+    assert run(sandbox, "def f():\n    x = 'a' * (4 * 2**30)\n    return 1\n")["outcome"] == "memory"
+
+
+def test_exits_and_crashes_do_not_hurt_the_caller(sandbox):
+    assert run(sandbox, "import os\ndef f():\n    os._exit(3)\n")["outcome"] == "killed"
+    assert run(sandbox, "import ctypes\ndef f():\n    return ctypes.string_at(0)\n")["outcome"] == "killed"
+    assert run(sandbox, "import sys\ndef f():\n    sys.exit(0)\n")["outcome"] == "exception"
+    assert run(sandbox, "import os, signal\ndef f():\n    os.kill(os.getppid(), signal.SIGKILL)\n")["outcome"] \
+        == "sandbox_violation"
+    assert run(sandbox, "def f(n=0):\n    return f(n + 1)\n")["exc_type"] == "RecursionError"
+    assert run(sandbox, "def f():\n    return 5\n")["output"] == "5"
+
+
+def test_stdout_flood_and_huge_results_are_capped(sandbox):
+    flood = run(sandbox, "def f():\n    for _ in range(10**5):\n        print('x' * 100)\n    return 1\n")
+    assert flood["outcome"] == "ok" and len(flood["stdout"]) <= 10_000
+    huge = run(sandbox, "def f():\n    return list(range(3 * 10**6))\n")
+    assert huge["outcome"] in ("output_limit", "ok")
+    if huge["outcome"] == "ok":
+        assert huge["output_truncated"]
+
+
+def test_writes_stay_in_the_scratch_directory(sandbox, tmp_path):
+    result = run(sandbox, "import os\ndef f():\n    open('x.txt', 'w').write('hi')\n    return os.getcwd()\n")
+    assert result["outcome"] == "ok"
+    assert not os.path.exists(eval(result["output"]))  # the scratch directory is removed after the job
+
+
+def test_fork_server_restarts_after_it_dies():
+    with Sandbox() as box:
+        box._proc.kill()
+        box._proc.wait()
+        assert run(box, "def f():\n    return 1\n")["outcome"] == "sandbox_error"
+        assert run(box, "def f():\n    return 1\n")["output"] == "1"
+        assert box.restarts == 1
+
+
+def test_isolation_layers_are_reported(sandbox):
+    for layer in ("network_namespace", "seccomp", "rlimits", "timeout"):
+        assert sandbox.isolation[layer] is True
