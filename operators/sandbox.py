@@ -18,6 +18,8 @@ from operators.wire import recv_msg, send_msg
 
 OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
+LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", "scratch_dir", "unprivileged_uid",
+          "readonly_fs")
 DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout")
 _START_TIMEOUT_S = 60.0
 

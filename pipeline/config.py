@@ -12,7 +12,7 @@ import yaml
 from operators.narrate import NARRATOR_VERSION
 from operators.prompts import PROMPT_VERSION
 from operators.records import DIRECTIONS, content_hash
-from operators.sandbox import DEFAULT_REQUIRED
+from operators.sandbox import DEFAULT_REQUIRED, LAYERS
 from operators.tracer import TRACER_VERSION
 from operators.verify import VERIFIER_VERSION
 
@@ -67,7 +67,7 @@ class StorageConfig:
 
 @dataclass
 class RunConfig:
-    input: str = SAMPLE_INPUT
+    input: str | None = None  # None: the shipped sample problems
     format: str = "auto"
     output: str = "./tracecot-out"
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
@@ -103,6 +103,7 @@ def load(path: str | None, overrides: dict[str, Any]) -> RunConfig:
         target = data.setdefault(section, {}) if section else data
         target[name] = value
     config = _build(RunConfig, data, "")
+    config.input = config.input or SAMPLE_INPUT
     validate(config)
     return config
 
@@ -163,6 +164,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"narrator {config.narrator.name!r} is not available in this version; use 'template'")
     if config.limit is not None and config.limit < 1:
         raise ConfigError("limit must be a positive number of input rows")
+    unknown = sorted(set(config.sandbox.require) - set(LAYERS))
+    if unknown:
+        raise ConfigError(f"unknown sandbox layer {unknown[0]!r} in sandbox.require (known: {', '.join(LAYERS)})")
     checks = [
         (config.ray.executors >= 1, "ray.executors must be at least 1"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),

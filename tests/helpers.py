@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from operators.records import RECORD_SCHEMA, REJECT_SCHEMA
 from pipeline import config as cfg
 from pipeline.graph import run
 from pipeline.report import Progress
@@ -20,10 +21,11 @@ def run_job(**overrides: Any) -> dict[str, Any]:
 
 
 def read(output: Path | str, folder: str) -> pa.Table:
+    schema = RECORD_SCHEMA if folder == "records" else REJECT_SCHEMA
     path = Path(output) / folder
     if not path.exists():
-        return pa.table({})
-    return pads.dataset(path, format="parquet").to_table()
+        return schema.empty_table()
+    return pads.dataset(path, format="parquet", schema=schema).to_table()
 
 
 def funnel_adds_up(report: dict[str, Any]) -> None:

@@ -1,0 +1,112 @@
+"""The `tracecot` command as a user runs it: usage errors, the default run, interruption and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import SAMPLES, shared
+from helpers import read, run_job
+
+TRACECOT = str(Path(sys.executable).parent / "tracecot")
+pytestmark = pytest.mark.timeout(300)
+
+
+def tracecot(*args, cwd=None, timeout=240):
+    return subprocess.run([TRACECOT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["run", "--bogus"], "unrecognized arguments"),
+    (["run", "--input", "/no/such/file.jsonl"], "input not found"),
+    (["run", "--format", "xml"], "invalid choice"),
+    (["run", "--narrator", "vllm"], "not available in this version"),
+    (["run", "--directions", "sideways"], "unknown direction"),
+    (["run", "--limit", "0"], "limit must be"),
+    (["run", "--output", "ftp://host/x"], "unsupported storage scheme"),
+    (["run", "--config", "/no/such.yaml"], "cannot read config"),
+    ([], "required"),
+])
+def test_usage_errors_exit_2_with_one_line(args, needle, tmp_path):
+    result = tracecot(*args, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("narrator: [1, 2\n", "not valid YAML"),
+    ("colour: blue\n", "unknown config key colour"),
+    ("sandbox:\n  timeout_s: soon\n", "sandbox.timeout_s must be float"),
+    ("- a list\n", "must be a mapping"),
+])
+def test_bad_config_files_exit_2(text, needle, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    result = tracecot("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_default_run_writes_to_tracecot_out(tmp_path):
+    result = tracecot("run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "funnel: read 32 rows" in result.stdout
+    assert "[tracecot]" in result.stderr  # progress lines
+    records = read(tmp_path / "tracecot-out", "records")
+    assert records.num_rows > 0
+    assert list((tmp_path / "tracecot-out" / "runs").glob("*.json"))
+
+
+def test_trace_command(tmp_path):
+    source = tmp_path / "f.py"
+    source.write_text("def f(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n")
+    result = tracecot("trace", str(source), "--entry-point", "f", "--input", "3")
+    assert result.returncode == 0
+    assert '"value": "3"' in result.stdout.splitlines()[-1]
+
+
+def _wait_for_records(output: Path, deadline: float) -> None:
+    while not list((output / "records").glob("part-*.parquet")):
+        assert time.monotonic() < deadline, "no records appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", ["kill", "interrupt"])
+def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
+    source = shared("cruxeval/cruxeval.jsonl")
+    output = tmp_path / "out"
+    args = ["run", "--input", str(source), "--output", str(output), "--limit", "300"]
+    proc = subprocess.Popen([TRACECOT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for_records(output, time.monotonic() + 180)
+        if how == "kill":
+            proc.kill()
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        if how == "interrupt" and proc.returncode != 0:
+            assert proc.returncode == 130 and "run the same command again" in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the killed driver's own local Ray processes
+        except ProcessLookupError:
+            pass
+    report = run_job(input=str(source), output=str(output), limit=300)
+    records = read(output, "records")
+    rejected = read(output, "rejected")
+    ids = records.column("record_id").to_pylist() + rejected.column("record_id").to_pylist()
+    assert len(ids) == len(set(ids)), "a record was written twice"
+    assert len(ids) == report["funnel"]["items"] == 600
+    assert pl.read_parquet(output / "records" / "*.parquet").height == records.num_rows
+
+
+def test_samples_are_valid_json():
+    assert len(SAMPLES.read_text().splitlines()) >= 30
