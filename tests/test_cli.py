@@ -1,5 +1,6 @@
 """The `tracecot` command as a user runs it: usage errors, the default run, interruption and resume."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -95,10 +96,8 @@ def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
     finally:
         if proc.poll() is None:
             proc.kill()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the killed driver's own local Ray processes
-        except ProcessLookupError:
-            pass
     report = run_job(input=str(source), output=str(output), limit=300)
     records = read(output, "records")
     rejected = read(output, "rejected")
