@@ -12,6 +12,7 @@ from operators.calls import BadInput, input_text
 from operators.sandbox import Limits, Sandbox, SandboxUnavailable
 from pipeline import config as cfg
 from pipeline.sources import InputError
+from pipeline.storage import StorageError
 
 EXIT_USAGE = 2
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         return _trace(args)
-    except (UsageError, cfg.ConfigError, InputError, SandboxUnavailable, BadInput) as err:
+    except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput) as err:
         print(f"tracecot: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ from pipeline.report import Funnel, Progress, stage_timings, versions, write_rep
 from pipeline.sinks import ParquetSink, count
 from pipeline.sources import input_files, iter_lines, read_problems
 from pipeline.state import done_ids
-from pipeline.storage import Location, locate
+from pipeline.storage import Location, ensure_writable, locate
 
 SINK_BATCH = 256
 
@@ -112,6 +112,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
     source = locate(config.input, config.storage)
     output = locate(config.output, config.storage)
     input_files(source)
+    ensure_writable(output)
     if not config.ray.address:
         Sandbox(limits(config), tuple(config.sandbox.require)).close()  # fail early where isolation is missing
     done = done_ids(output)
@@ -139,8 +140,9 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         "stage_busy_s": stage_timings(funnel),
         "records_per_s": round(funnel.tally["accepted"] / wall, 2),
         "already_done_at_start": len(done),
-        "output": {"records": output.join("records"), "rejected": output.join("rejected")},
+        "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),
+                   "report": output.uri_of("runs", f"{run_id}.json")},
     }
-    report["output"]["report"] = write_report(output, run_id, report)
+    write_report(output, run_id, report)
     report["summary"] = funnel.summary_lines()
     return report

@@ -106,9 +106,6 @@ def stage_timings(funnel: Funnel) -> dict[str, float]:
     return {stage: round(funnel.tally[column], 3) for stage, column in STAGE_TIMINGS.items()}
 
 
-def write_report(location: Location, run_id: str, report: dict[str, Any]) -> str:
-    location.fs.create_dir(location.join("runs"), recursive=True)
-    path = location.join("runs", f"{run_id}.json")
-    with location.fs.open_output_stream(path) as stream:
-        stream.write(json.dumps(report, indent=2, sort_keys=False).encode())
-    return path
+def write_report(location: Location, run_id: str, report: dict[str, Any]) -> None:
+    with location.fs.open_output_stream(location.join("runs", f"{run_id}.json")) as stream:
+        stream.write(json.dumps(report, indent=2).encode())

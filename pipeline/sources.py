@@ -23,7 +23,10 @@ class InputError(ValueError):
 
 
 def input_files(location: Location) -> list[str]:
-    info = location.fs.get_file_info(location.path)
+    try:
+        info = location.fs.get_file_info(location.path)
+    except OSError as err:
+        raise InputError(f"cannot read input {location.uri}: {err}") from err
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"input not found: {location.uri}")
     if info.type == pafs.FileType.File:

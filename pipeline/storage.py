@@ -24,9 +24,25 @@ class Location:
     def join(self, *parts: str) -> str:
         return "/".join([self.path.rstrip("/"), *parts])
 
+    def uri_of(self, *parts: str) -> str:
+        """`join` as the user would write it: `s3://bucket/…` for object storage."""
+        return self.join(*parts) if self.is_local else "s3://" + self.join(*parts)
+
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
+
+
+class StorageError(OSError):
+    """The output cannot be written (missing bucket, no permission, …): reported before any work starts."""
+
+
+def ensure_writable(location: Location) -> None:
+    try:
+        for folder in ("records", "rejected", "runs"):
+            location.fs.create_dir(location.join(folder), recursive=True)
+    except OSError as err:
+        raise StorageError(f"cannot write to {location.uri}: {err}") from err
 
 
 def locate(uri: str, storage: StorageConfig) -> Location:

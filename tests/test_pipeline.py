@@ -111,6 +111,16 @@ def test_s3_output(local_ray, s3_server, tmp_path):
     assert again["funnel"]["written_records"] == 0
 
 
+def test_missing_bucket_is_a_clear_error(s3_server, tmp_path):
+    from pipeline import config as cfg
+    from pipeline.graph import run
+    from pipeline.storage import StorageError
+
+    config = cfg.load(None, {"output": "s3://no-such-bucket/x", "storage.endpoint_url": s3_server})
+    with pytest.raises(StorageError, match="no-such-bucket"):
+        run(config)
+
+
 def test_output_can_be_copied_and_read_back(local_ray, tmp_path):
     run_job(output=str(tmp_path / "a"), limit=3)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
