@@ -38,7 +38,7 @@ def main() -> None:
         "scrubbed_env": True,
         "scratch_dir": True,
         "unprivileged_uid": False,
-        "readonly_fs": False,
+        "readonly_fs": not os.access("/", os.W_OK),
     })
     send_msg(protocol_out, {"layers": _layers})
     while True:
@@ -46,11 +46,28 @@ def main() -> None:
             request = recv_msg(0)
         except EOFError:
             return
-        send_msg(protocol_out, serve(request["job"], request["limits"], keep_fds=(protocol_out,)))
+        send_msg(protocol_out, serve(request["job"], request["limits"]))
 
 
-def serve(job: dict[str, Any], limits: dict[str, Any], keep_fds: tuple[int, ...] = ()) -> dict[str, Any]:
-    scratch = tempfile.mkdtemp(prefix="tracecot-job-")
+def serve(job: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+    """Run the job `limits["runs"]` times in fresh children; results that differ are `nondeterministic`."""
+    started = time.monotonic()
+    scratch = tempfile.mkdtemp(prefix="tracecot-job-")  # the same path for every run, so runs can agree
+    result = run_once(job, limits, scratch)
+    for _ in range(limits.get("runs", 1) - 1):
+        if result["outcome"] not in ("ok", "exception"):
+            break
+        difference = _difference(result, run_once(job, limits, scratch))
+        if difference:
+            result = {"outcome": "nondeterministic", "message": difference}
+            break
+    result["wall_s"] = round(time.monotonic() - started, 6)
+    return result
+
+
+def run_once(job: dict[str, Any], limits: dict[str, Any], scratch: str) -> dict[str, Any]:
+    """One forked child in a fresh, empty `scratch` directory, removed afterwards."""
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
     read_end, write_end = os.pipe()
     started = time.monotonic()
     pid = os.fork()
@@ -66,9 +83,20 @@ def serve(job: dict[str, Any], limits: dict[str, Any], keep_fds: tuple[int, ...]
         os.close(read_end)
         _kill_group(pid)
         shutil.rmtree(scratch, ignore_errors=True)
-    result = _interpret(data, outcome, status)
-    result["wall_s"] = round(time.monotonic() - started, 6)
-    return result
+    return _interpret(data, outcome, status)
+
+
+def _difference(first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    """How two runs of the same call differ (outcome, output, exception or trace), or None."""
+    for key in ("outcome", "output", "exc_type", "message"):
+        if first.get(key) != second.get(key):
+            return f"two runs differ in {key}: {str(first.get(key))[:60]!r} vs {str(second.get(key))[:60]!r}"
+    for a, b in zip(first.get("trace", []), second.get("trace", []), strict=False):
+        if a != b:
+            return f"two runs differ at trace step {a['step']} (line {a['line']})"
+    if len(first.get("trace", [])) != len(second.get("trace", [])):
+        return "two runs have traces of different lengths"
+    return None
 
 
 def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end: int) -> None:

@@ -2,7 +2,8 @@
 
 Process-wide layers (`enter_network_namespace`) are applied once by the fork server; per-job layers
 (`limit_resources`, `scrub_environment`, `deny_syscalls`) by each forked child before user code runs.
-Not done here yet: dropping to an unprivileged uid and a read-only root filesystem.
+The read-only root comes from running the fork server under bubblewrap (`operators.sandbox`) where that
+works. Not done yet: dropping to an unprivileged uid.
 """
 
 from __future__ import annotations

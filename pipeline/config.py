@@ -37,6 +37,7 @@ class RayConfig:
 class SandboxConfig:
     timeout_s: float = 5.0
     memory_mb: int = 1024
+    runs: int = 2
     require: list[str] = field(default_factory=lambda: list(DEFAULT_REQUIRED))
 
 
@@ -84,7 +85,7 @@ class RunConfig:
         return content_hash(
             TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, VERIFIER_VERSION,
             dataclasses.asdict(self.tracer), dataclasses.asdict(self.narrator), dataclasses.asdict(self.verifier),
-            self.sandbox.timeout_s, self.sandbox.memory_mb,
+            self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs,
         )[:16]
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,6 +173,7 @@ def validate(config: RunConfig) -> None:
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
         (config.sandbox.memory_mb >= 64, "sandbox.memory_mb must be at least 64"),
+        (config.sandbox.runs >= 1, "sandbox.runs must be at least 1"),
         (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
         (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),
     ]

@@ -38,7 +38,7 @@ def new_run_id() -> str:
 
 
 def limits(config: RunConfig) -> Limits:
-    return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb)
+    return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb, runs=config.sandbox.runs)
 
 
 def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]) -> ray.data.Dataset:

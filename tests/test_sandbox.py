@@ -3,6 +3,8 @@
 import os
 import socket
 import threading
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +95,20 @@ def test_writes_stay_in_the_scratch_directory(sandbox, tmp_path):
     assert not os.path.exists(eval(result["output"]))  # the scratch directory is removed after the job
 
 
+def test_canary_outside_the_scratch_directory_stays_unchanged(sandbox):
+    if not sandbox.isolation["readonly_fs"]:
+        pytest.skip("no read-only root on this machine (bubblewrap missing or refused)")
+    canary = Path("/var/tmp") / f"tracecot-canary-{uuid.uuid4().hex}"
+    canary.write_text("original")
+    try:
+        body = f"def f():\n    open({str(canary)!r}, 'w').write('changed')\n    return 1\n"
+        result = run(sandbox, body)
+        assert result["outcome"] == "exception" and "Read-only" in result["message"]
+        assert canary.read_text() == "original"
+    finally:
+        canary.unlink()
+
+
 def test_fork_server_restarts_after_it_dies():
     with Sandbox() as box:
         box._proc.kill()
@@ -105,3 +121,37 @@ def test_fork_server_restarts_after_it_dies():
 def test_isolation_layers_are_reported(sandbox):
     for layer in ("network_namespace", "seccomp", "rlimits", "timeout"):
         assert sandbox.isolation[layer] is True
+
+
+@pytest.mark.parametrize("body", [
+    "import time\ndef f():\n    return time.time()\n",
+    "import random\ndef f():\n    return random.random()\n",
+    "import os\ndef f():\n    return os.urandom(4)\n",
+])
+def test_time_and_randomness_are_nondeterministic(sandbox, body):
+    assert run(sandbox, body)["outcome"] == "nondeterministic"
+
+
+def test_threads_that_keep_running_die_with_the_call(sandbox):
+    body = ("import threading, time\n"
+            "def f():\n"
+            "    threading.Thread(target=lambda: time.sleep(60), daemon=False).start()\n"
+            "    return 1\n")
+    result = run(sandbox, body)
+    assert result["outcome"] == "ok" and result["wall_s"] < 5
+
+
+def test_signal_handler_tricks_do_not_block_the_timeout():
+    body = ("import signal\n"
+            "def f():\n"
+            "    for s in (signal.SIGTERM, signal.SIGXCPU, signal.SIGINT):\n"
+            "        signal.signal(s, signal.SIG_IGN)\n"
+            "    while True:\n"
+            "        pass\n")
+    with Sandbox(Limits(timeout_s=1.0)) as box:
+        assert run(box, body)["outcome"] == "timeout"
+
+
+def test_objects_come_back_as_type_tagged_text(sandbox):
+    result = run(sandbox, "class P:\n    pass\ndef f():\n    return P()\n")
+    assert result["outcome"] == "ok" and result["output"] == "<P>" and not result["output_is_literal"]
