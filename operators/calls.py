@@ -57,7 +57,7 @@ def evaluate_args(args_text: str, namespace: dict[str, Any]) -> tuple[tuple, dic
     except Exception as err:
         raise BadInput(f"input could not be evaluated: {type(err).__name__}: {str(err)[:80]}") from err
     for value in (*args, *kwargs.values()):
-        if not _round_trips(value, render(value)[0]):
+        if not _round_trips(value, render(value, limit=sys.maxsize)[0]):
             raise BadInput(f"input value is not a Python literal: {render(value, 80)[0]}")
     return args, kwargs
 
@@ -112,7 +112,7 @@ def _round_trips(value: Any, text: str) -> bool:
         back = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
-    return type(back) is type(value) and render(back)[0] == text
+    return type(back) is type(value) and render(back, limit=len(text) + 1)[0] == text
 
 
 def _user_line(exc: BaseException) -> int | None:

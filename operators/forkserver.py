@@ -10,6 +10,7 @@ size cap, and kills the child's whole process group when the job ends.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from operators import calls, isolation
 from operators.wire import recv_msg, send_msg, wait_readable, write_all
 
 _layers: dict[str, bool] = {}
+_syscall_filter = isolation.syscall_filter()
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -32,7 +34,7 @@ def main() -> None:
     os.dup2(2, 1)  # a stray print in this process must not corrupt the protocol
     _layers.update({
         "network_namespace": isolation.enter_network_namespace(),
-        "seccomp": isolation.seccomp_available(),
+        "seccomp": _syscall_filter is not None,
         "rlimits": True,
         "timeout": True,
         "scrubbed_env": True,
@@ -41,6 +43,9 @@ def main() -> None:
         "readonly_fs": not os.access("/", os.W_OK),
     })
     send_msg(protocol_out, {"layers": _layers})
+    # Objects that exist now are never collected: a child's collector then leaves them alone instead of
+    # touching (and so copying) every page shared with this process.
+    gc.freeze()
     while True:
         try:
             request = recv_msg(0)
@@ -107,8 +112,8 @@ def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end:
         os.chdir(scratch)
         isolation.scrub_environment(scratch)
         isolation.limit_resources(limits)
-        if _layers["seccomp"] and not isolation.deny_syscalls():
-            raise RuntimeError("seccomp filter could not be loaded")
+        if _syscall_filter is not None:
+            isolation.deny_syscalls(_syscall_filter)
         isolation.watch_violations()
         result = calls.run_traced(job)
         data = calls.encode_result(result)
