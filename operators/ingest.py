@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from operators.calls import BadInput, check_syntax, input_text
+from operators.prompts import messages, student_prompt
 from operators.records import DIRECTIONS, content_hash, record_id, reject, table
 
 FORMATS = ("generic", "cruxeval", "mbpp", "humaneval")
@@ -169,8 +170,24 @@ def _check_code(problem: Problem) -> None:
         raise BadProblem("entry_point_missing", f"entry point {problem.entry_point!r} is not defined in the code")
 
 
-class ParseProblems:
-    """Ray Data stage: raw input rows (`{"text": json}`) → work rows, one per (problem, input).
+class LineParser:
+    """Ray Data stage over raw input rows (`{"text": <one JSON object>}`); subclasses define `parse`."""
+
+    def parse(self, text: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        rows: list[dict[str, Any]] = []
+        for text in batch.column("text").to_pylist():
+            rows.extend(self.parse(text))
+        for row in rows:
+            row["t_ingest"] = (time.perf_counter() - started) / len(rows)
+        return table(rows)
+
+
+class ParseProblems(LineParser):
+    """Problems → work rows, one per (problem, input), to be traced, narrated and verified.
 
     Rows already in the output under this fingerprint (`done`) are passed on marked `skipped`.
     """
@@ -182,15 +199,6 @@ class ParseProblems:
         self.fingerprint = fingerprint
         self.directions = directions
         self.done = done
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.perf_counter()
-        rows: list[dict[str, Any]] = []
-        for text in batch.column("text").to_pylist():
-            rows.extend(self.parse(text))
-        for row in rows:
-            row["t_ingest"] = (time.perf_counter() - started) / len(rows)
-        return table(rows)
 
     def parse(self, text: str) -> list[dict[str, Any]]:
         """All work rows of one input row; the first carries `rows_read=1` so rows can be counted."""
@@ -211,12 +219,7 @@ class ParseProblems:
         return out
 
     def _problem(self, text: str) -> Problem:
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise BadProblem("malformed_json", f"line is not JSON: {err.msg} at column {err.colno}") from err
-        if not isinstance(row, dict):
-            raise BadProblem("malformed_json", "line is JSON but not an object")
+        row = _json_object(text)
         fmt = self.fmt or detect_format(row)
         if fmt is None:
             raise BadProblem("unknown_format", f"cannot tell the format from the keys {sorted(row)[:8]}")
@@ -245,12 +248,65 @@ class ParseProblems:
                 "skipped": row_id in self.done}
 
 
+class ParseNarrations(LineParser):
+    """CoT made elsewhere → work rows to trace and verify (`tracecot verify`).
+
+    A row is either one of tracecot's records or JSON with `code`, `entry_point`, `input`, `output`, `cot`,
+    `direction` (and an `id`, kept as `problem_id`). The record id hashes the CoT too: one problem may come
+    with many narrations.
+    """
+
+    _FIELDS = ("code", "entry_point", "input", "output", "cot", "direction")
+
+    def __init__(self, source: str, fingerprint: str, done: frozenset[str] = frozenset()) -> None:
+        self.source = source
+        self.fingerprint = fingerprint
+        self.done = done
+
+    def parse(self, text: str) -> list[dict[str, Any]]:
+        base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1, "narrator": "external"}
+        try:
+            row = _json_object(text)
+            missing = [key for key in self._FIELDS if not isinstance(row.get(key), str)]
+            if missing:
+                raise BadProblem("missing_field", f"narration row lacks text field(s): {', '.join(missing)}")
+            if row["direction"] not in DIRECTIONS:
+                raise BadProblem("bad_direction", f"direction must be forward or backward, not {row['direction']!r}")
+            problem = Problem(_peek_id(text) or "", row["code"], row["entry_point"], [row["input"]])
+            _check_code(problem)
+            check_syntax(row["input"])
+        except (BadProblem, BadInput) as err:
+            row_id = content_hash("narration", text, self.fingerprint)
+            reason = err.reason if isinstance(err, BadProblem) else "bad_input"
+            rejected = reject({**base, "record_id": row_id, "problem_id": _peek_id(text), "raw": text[:2000]},
+                              "ingest", reason, str(err))
+            return [{**rejected, "skipped": row_id in self.done}]
+        rid = record_id(row["code"], row["entry_point"], row["input"], row["direction"],
+                        f"{self.fingerprint}:{content_hash(row['cot'])}")
+        prompt = student_prompt(row["direction"], row["code"], row["entry_point"], row["input"], row["output"])
+        return [{**base, "record_id": rid, "record_ids": [rid], "directions": [row["direction"]],
+                 "direction": row["direction"], "problem_id": _peek_id(text), "code": row["code"],
+                 "entry_point": row["entry_point"], "input": row["input"], "expected_output": row["output"],
+                 "cot": row["cot"], "answer": row.get("answer"), "messages": messages(prompt, row["cot"]),
+                 "stage": "ingest", "skipped": rid in self.done}]
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadProblem("malformed_json", f"line is not JSON: {err.msg} at column {err.colno}") from err
+    if not isinstance(row, dict):
+        raise BadProblem("malformed_json", "line is JSON but not an object")
+    return row
+
+
 def _peek_id(text: str) -> str | None:
     try:
         row = json.loads(text)
     except json.JSONDecodeError:
         return None
     if isinstance(row, dict):
-        value = row.get("id", row.get("task_id"))
+        value = row.get("id", row.get("task_id", row.get("problem_id")))
         return None if value is None else str(value)
     return None

@@ -42,6 +42,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     run.add_argument("--executors", type=int, help="max sandbox executor actors")
 
+    verify = sub.add_parser("verify", help="verify CoT records made elsewhere against real traces")
+    verify.add_argument("--input", required=True, help="JSONL/Parquet with code, entry_point, input, output, "
+                        "cot, direction (and id), or tracecot records")
+    verify.add_argument("--output", required=True, help="output path or s3://bucket/prefix")
+    verify.add_argument("--config", help="YAML run config (sandbox, verifier, storage, ray settings)")
+    verify.add_argument("--limit", type=int, help="read at most N input rows")
+    verify.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+
     trace = sub.add_parser("trace", help="trace one call in the sandbox and print the trace")
     trace.add_argument("file", help="Python file with the function")
     trace.add_argument("--entry-point", required=True, help="function to call")
@@ -53,9 +61,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
-        if args.command == "run":
-            return _run(args)
-        return _trace(args)
+        if args.command == "trace":
+            return _trace(args)
+        return _run(args)
     except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput) as err:
         print(f"tracecot: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -66,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {
-        "input": args.input, "format": args.format, "output": args.output, "limit": args.limit,
-        "directions": args.directions, "narrator.name": args.narrator, "narrator.model": args.model,
-        "ray.address": args.address, "ray.executors": args.executors,
-    }
+    """`tracecot run` and `tracecot verify`: the same dataflow, with or without narration."""
+    overrides: dict[str, Any] = {"input": args.input, "output": args.output, "limit": args.limit,
+                                 "ray.address": args.address}
+    if args.command == "run":
+        overrides.update({"format": args.format, "directions": args.directions, "narrator.name": args.narrator,
+                          "narrator.model": args.model, "ray.executors": args.executors})
     config = cfg.load(args.config, overrides)
     from pipeline.graph import run  # imports Ray: keep `tracecot --help` and usage errors fast
 
-    report = run(config)
+    report = run(config, mode="verify" if args.command == "verify" else "narrate")
     for line in report["summary"]:
         print(line)
     print(f"records:  {report['output']['records']}")

@@ -19,7 +19,7 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from operators.execute import Executor
-from operators.ingest import ParseProblems
+from operators.ingest import LineParser, ParseNarrations, ParseProblems
 from operators.narrate import NarrateStage
 from operators.sandbox import Limits, Sandbox
 from operators.verify import VerifyStage
@@ -41,26 +41,34 @@ def limits(config: RunConfig) -> Limits:
     return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb, runs=config.sandbox.runs)
 
 
-def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]) -> ray.data.Dataset:
+def ingest_stage(config: RunConfig, source: Location, done: frozenset[str], mode: str) -> LineParser:
+    """The first stage: problems to narrate (`tracecot run`) or narrations to check (`tracecot verify`)."""
+    name = Path(source.path).name
+    if mode == "verify":
+        return ParseNarrations(name, config.fingerprint(), done)
+    fmt = None if config.format == "auto" else config.format
+    return ParseProblems(fmt, name, config.fingerprint(), tuple(config.directions), done)
+
+
+def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str],
+          mode: str = "narrate") -> ray.data.Dataset:
     require = tuple(config.sandbox.require)
     pool = config.ray.executors
     ds = read_problems(source)
     if config.limit:
         ds = ds.limit(config.limit)
-    fmt = None if config.format == "auto" else config.format
-    ds = ds.map_batches(ParseProblems, batch_format="pyarrow", batch_size=64, num_cpus=0.1,
-                        compute=ActorPoolStrategy(min_size=1, max_size=1),
-                        fn_constructor_kwargs={"fmt": fmt, "source": Path(source.path).name,
-                                               "fingerprint": config.fingerprint(),
-                                               "directions": tuple(config.directions), "done": done})
+    ingest = ingest_stage(config, source, done, mode)
+    ds = ds.map_batches(type(ingest), batch_format="pyarrow", batch_size=64, num_cpus=0.1,
+                        compute=ActorPoolStrategy(min_size=1, max_size=1), fn_constructor_kwargs=vars(ingest))
     ds = ds.map_batches(Executor, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.5,
                         compute=ActorPoolStrategy(min_size=1, max_size=pool),
                         fn_constructor_kwargs={"limits": limits(config), "require": require,
                                                "max_events": config.tracer.max_events,
                                                "max_value_len": config.tracer.max_value_len})
-    ds = ds.map_batches(NarrateStage, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.1,
-                        compute=ActorPoolStrategy(min_size=1, max_size=pool),
-                        fn_constructor_kwargs={"full_iterations": config.narrator.full_iterations})
+    if mode == "narrate":
+        ds = ds.map_batches(NarrateStage, batch_format="pyarrow", batch_size=config.ray.batch_size,
+                            num_cpus=0.1, compute=ActorPoolStrategy(min_size=1, max_size=pool),
+                            fn_constructor_kwargs={"full_iterations": config.narrator.full_iterations})
     ds = ds.map_batches(VerifyStage, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.25,
                         compute=ActorPoolStrategy(min_size=1, max_size=pool),
                         fn_constructor_kwargs={"min_coverage": config.verifier.min_coverage,
@@ -73,13 +81,12 @@ def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]
                                                  "run_id": run_id})
 
 
-def up_to_date_tally(config: RunConfig, source: Location, done: frozenset[str]) -> dict[str, float] | None:
+def up_to_date_tally(config: RunConfig, source: Location, done: frozenset[str], mode: str) -> dict[str, float] | None:
     """The funnel of a run with nothing left to do, worked out in this process; None if there is work.
 
     This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all.
     """
-    fmt = None if config.format == "auto" else config.format
-    ingest = ParseProblems(fmt, Path(source.path).name, config.fingerprint(), tuple(config.directions), done)
+    ingest = ingest_stage(config, source, done, mode)
     rows = []
     for number, line in enumerate(iter_lines(source)):
         if config.limit and number >= config.limit:
@@ -105,8 +112,11 @@ def start_ray(address: str | None) -> None:
     context.print_on_execution_start = False
 
 
-def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the job described by `config`; returns the run report (also written to `runs/<run_id>.json`)."""
+def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrate") -> dict[str, Any]:
+    """Run the job described by `config`; returns the run report (also written to `runs/<run_id>.json`).
+
+    `mode` "narrate" builds CoT from problems; "verify" checks CoT made elsewhere against real traces.
+    """
     run_id = new_run_id()
     started = time.time()
     source = locate(config.input, config.storage)
@@ -117,19 +127,21 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         Sandbox(limits(config), tuple(config.sandbox.require)).close()  # fail early where isolation is missing
     done = done_ids(output)
     funnel = Funnel()
-    up_to_date = up_to_date_tally(config, source, done) if done else None
+    up_to_date = up_to_date_tally(config, source, done, mode) if done else None
     if up_to_date is not None:
         funnel.add(up_to_date)
     else:
         start_ray(config.ray.address)
         progress = progress or Progress()
-        for batch in build(config, source, run_id, done).iter_batches(batch_size=None, batch_format="pyarrow"):
+        batches = build(config, source, run_id, done, mode).iter_batches(batch_size=None, batch_format="pyarrow")
+        for batch in batches:
             for tally in batch.column("tally").to_pylist():
                 funnel.add(json.loads(tally))
             progress.update(funnel)
     wall = time.time() - started
     report = {
         "run_id": run_id,
+        "mode": mode,
         "status": "finished",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(wall, 3),

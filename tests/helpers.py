@@ -20,6 +20,11 @@ def run_job(**overrides: Any) -> dict[str, Any]:
     return run(config, Progress(io.StringIO()))
 
 
+def run_verify(**overrides: Any) -> dict[str, Any]:
+    config = cfg.load(None, overrides)
+    return run(config, Progress(io.StringIO()), mode="verify")
+
+
 def read(output: Path | str, folder: str) -> pa.Table:
     schema = RECORD_SCHEMA if folder == "records" else REJECT_SCHEMA
     path = Path(output) / folder

@@ -31,6 +31,7 @@ def tracecot(*args, cwd=None, timeout=240):
     (["run", "--output", "ftp://host/x"], "unsupported storage scheme"),
     (["run", "--config", "/no/such.yaml"], "cannot read config"),
     ([], "required"),
+    (["verify", "--input", "x.jsonl"], "required: --output"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, needle, tmp_path):
     result = tracecot(*args, cwd=tmp_path)

@@ -125,3 +125,28 @@ def test_output_can_be_copied_and_read_back(local_ray, tmp_path):
     run_job(output=str(tmp_path / "a"), limit=3)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert read(tmp_path / "b", "records").num_rows == read(tmp_path / "a", "records").num_rows
+
+
+def test_verify_checks_narrations_made_elsewhere(local_ray, tmp_path):
+    from helpers import run_verify
+
+    run_job(output=str(tmp_path / "made"), limit=4)
+    records = read(tmp_path / "made", "records").to_pylist()
+    wrong = dict(records[0], cot=records[0]["cot"].replace("` = `", "` = `1000 + ", 1), problem_id="tampered")
+    assert wrong["cot"] != records[0]["cot"]
+    plain = {"id": "plain", "code": "def f(x):\n    y = x + 1\n    return y\n", "entry_point": "f", "input": "1",
+             "output": "2", "direction": "forward",
+             "cot": "Line 2 sets `y` to `2`. `f` returns `2`.\n[ANSWER]assert f(1) == 2[/ANSWER]"}
+    lying = dict(plain, id="lying", cot=plain["cot"].replace("`y` to `2`", "`y` to `3`"))
+    backward = dict(plain, id="backward", direction="backward",
+                    cot="`f` returns `2`. So `x` = `1`.\n[ANSWER]assert f(5) == 2[/ANSWER]")
+    lines = [json.dumps(r, default=str) for r in [*records, wrong, plain, lying, backward]]
+    source = tmp_path / "cot.jsonl"
+    source.write_text("\n".join([*lines, "{broken"]) + "\n")
+    report = run_verify(input=str(source), output=str(tmp_path / "checked"))
+    funnel_adds_up(report)
+    accepted = {r["problem_id"] for r in read(tmp_path / "checked", "records").to_pylist()}
+    rejected = {r["problem_id"]: r["reason"] for r in read(tmp_path / "checked", "rejected").to_pylist()}
+    assert accepted == {r["problem_id"] for r in records} | {"plain"}
+    assert rejected == {"tampered": "claim_contradicted", "lying": "claim_contradicted",
+                        "backward": "wrong_answer", None: "malformed_json"}
