@@ -15,18 +15,25 @@ from typing import Any
 class Structure:
     loops: dict[int, int]  # loop header line -> last line of the loop
     branches: dict[int, tuple[int, int]]  # `if`/`elif` line -> (first, last) line of its body
+    statements: dict[int, int]  # a later line of a multi-line statement (or header) -> its first line
 
 
 @lru_cache(maxsize=256)
 def structure(code: str) -> Structure:
     loops: dict[int, int] = {}
     branches: dict[int, tuple[int, int]] = {}
+    statements: dict[int, int] = {}
     for node in ast.walk(ast.parse(code)):
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
             loops[node.lineno] = node.end_lineno or node.lineno
         if isinstance(node, ast.If | ast.While) and node.body:
             branches[node.lineno] = (node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno)
-    return Structure(loops, branches)
+        if isinstance(node, ast.stmt):
+            body = getattr(node, "body", None)
+            last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
+            for line in range(node.lineno + 1, last + 1):
+                statements.setdefault(line, node.lineno)
+    return Structure(loops, branches, statements)
 
 
 @dataclass

@@ -35,6 +35,7 @@ class _Frame:
     snapshot: dict[str, tuple[Any, str]] = field(default_factory=dict)
     pending: dict[str, Any] | None = None
     last_line: int = 0
+    pending_raw: int = 0
     loop_iters: dict[int, int] = field(default_factory=dict)
 
 
@@ -44,6 +45,7 @@ class Tracer:
     def __init__(self, code: str, max_events: int = 20_000, max_value_len: int = 400) -> None:
         self.lines = code.splitlines()
         self.loops = structure(code).loops
+        self.statements = structure(code).statements
         self.max_events = max_events
         self.max_value_len = max_value_len
         self.events: list[dict[str, Any]] = []
@@ -69,25 +71,40 @@ class Tracer:
         state = _Frame(self._calls, self._depth - 1, frame.f_code.co_qualname)
         self._frames[id(frame)] = state
         changes = self._diff(state, frame)
-        self._emit(state, "call", frame.f_lineno, changes=changes)
+        self._emit(state, "call", self._line_of(frame), changes=changes)
         return self._local
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         state = self._frames.get(id(frame))
         if state is None or self.truncated_events:
             return None
+        line = self._line_of(frame)
+        if event == "line" and self._continues(state, line, frame.f_lineno):
+            self._settle(state, frame, keep_open=True)
+            return self._local
         self._settle(state, frame)
         if event == "line":
-            self._on_line(state, frame)
+            self._on_line(state, line)
         elif event == "return":
             self._on_return(state, frame, arg)
         elif event == "exception":
             exc_type, exc, _ = arg
-            self._emit(state, "exception", frame.f_lineno, exc_type=exc_type.__name__, message=str(exc)[:200])
+            self._emit(state, "exception", self._line_of(frame), exc_type=exc_type.__name__, message=str(exc)[:200])
         return self._local
 
-    def _on_line(self, state: _Frame, frame: FrameType) -> None:
-        line = frame.f_lineno
+    @staticmethod
+    def _continues(state: _Frame, line: int, raw: int) -> bool:
+        """A line event inside the statement already open (Python revisits lines of multi-line statements);
+        a one-line loop repeating its own line is a new step, not a continuation."""
+        previous_raw = state.pending_raw
+        state.pending_raw = raw
+        return state.pending is not None and line == state.last_line and (raw != line or previous_raw != line)
+
+    def _line_of(self, frame: FrameType) -> int:
+        """The first line of the statement being run: one step per statement, however many lines it spans."""
+        return self.statements.get(frame.f_lineno, frame.f_lineno)
+
+    def _on_line(self, state: _Frame, line: int) -> None:
         event = self._emit(state, "line", line)
         end = self.loops.get(line)
         if end is not None:
@@ -102,18 +119,19 @@ class Tracer:
         last = self.events[-1] if self.events else None
         raised = last is not None and last["event"] == "exception" and last["frame"] == state.number
         if raised:
-            self._emit(state, "return", frame.f_lineno, raised=last["exc_type"])
+            self._emit(state, "return", self._line_of(frame), raised=last["exc_type"])
         else:
-            self._emit(state, "return", frame.f_lineno, value=self._text(value))
+            self._emit(state, "return", self._line_of(frame), value=self._text(value))
         self._depth -= 1
         del self._frames[id(frame)]
 
-    def _settle(self, state: _Frame, frame: FrameType) -> None:
+    def _settle(self, state: _Frame, frame: FrameType, keep_open: bool = False) -> None:
         """Attach the locals changed since the last event of this frame to that frame's open line."""
         changes = self._diff(state, frame)
         if changes and state.pending is not None:
             state.pending.setdefault("changes", {}).update(changes)
-        state.pending = None
+        if not keep_open:
+            state.pending = None
 
     def _diff(self, state: _Frame, frame: FrameType) -> dict[str, str | None]:
         changes: dict[str, str | None] = {}

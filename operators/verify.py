@@ -2,7 +2,9 @@
 
 Alignment is monotone: a cursor walks the trace (forwards for forward reasoning, backwards for backward
 reasoning) and each claim is matched at or after the cursor, so a claim about iteration 3 is checked against
-iteration 3. A claim that cannot be matched, or matches a different value, contradicts the trace. The final
+iteration 3. A value claim right after a claim about a step (a line, an iteration, a call) must hold at that
+very step; one with no such anchor is matched with the variable's next change. A claim that cannot be
+matched, or matches a different value, contradicts the trace. The final
 answer is checked too: forward, the output must equal the traced output; backward, the answer's input is run
 in the sandbox by the caller (`check_backward_answer`) and must give the output.
 """
@@ -206,7 +208,10 @@ class _Alignment:
 
     def _change(self, claim: Claim) -> bool | None:
         name, value = claim.fields["name"], claim.fields["value"]
-        index = self._scan(claim, lambda e: name in e.get("changes", {}))
+        if self.consumed:  # right after a claim about a step, a change belongs to that very step
+            index = self.cursor if name in self.events[self.cursor].get("changes", {}) else None
+        else:
+            index = self._scan(claim, lambda e: name in e.get("changes", {}))
         if index is None:
             return False
         if index != self.cursor:
