@@ -6,7 +6,7 @@ Kinds of claims, each found by one pattern below:
   iteration  "iteration 3 of the loop on line 4"       → that loop visit exists
   loopcount  "the loop on line 4 finishes after 3 iterations"
   change     "`x` becomes `v`", "`x` = `v`", "sets `x` to `v`", "`x` is set to `v`" → x's next change is v
-  state      "`x` is `v`", "`x` is still `v`", "`x` holds `v`"  → x's current value is v
+  state      "`x` is `v`", "`x` was `v`", "`x` holds `v`"  → x's value just before the current step
   condition  "the condition on line 5 (`n > 2`) is True"
   returns    "`g` returns `v`", "`g` yields `v`"
   comprehension "the comprehension on line 3 builds `v`"
@@ -33,7 +33,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "change": re.compile(
         r"(?:" + _NAME + r" (?:becomes|became|is set to|was set to|changes to|=)"
         r"|sets? `(?P<name2>[A-Za-z_][\w.]*)` to) " + _VALUE.format("value")),
-    "state": re.compile(_NAME.replace("name", "sname") + r" (?:is still|holds|is) " + _VALUE.format("svalue")),
+    "state": re.compile(_NAME.replace("name", "sname") + r" (?:is still|holds|is|was) " + _VALUE.format("svalue")),
     "returns": re.compile(_FUNC + r" (?:returns|yields|gives back) " + _VALUE.format("rvalue")),
     "calls": re.compile(r"calls " + _FUNC),
     "raises": re.compile(r"raises `(?P<exc>[A-Za-z_]\w*)`"),

@@ -137,7 +137,7 @@ class TemplateNarrator:
         line, src = event["line"], short(event["src"])
         if taken is not None:
             outcome = "so the branch runs" if taken else "so the branch is skipped"
-            story.say(f"The condition on line {line} ({src}) is {taken}, {outcome}.")
+            story.say(f"The condition on line {line} ({src}) is {taken}{_deciding(view, index)}, {outcome}.")
         elif changes:
             story.say(f"Line {line} ({src}): {changes}.", f"On line {line}, {src} runs and {changes}.",
                       f"After line {line} ({src}), {changes}.")
@@ -224,7 +224,8 @@ class TemplateNarrator:
                 story.say(f"That was iteration {position} of the loop on line {line}"
                           + (f", where {changes}." if changes else "."))
         elif (taken := view.branch_taken(index)) is not None:
-            story.say(f"On the way there, the condition on line {line} ({src}) was {taken}.")
+            story.say(f"On the way there, the condition on line {line} ({src}) was {taken}"
+                      f"{_deciding(view, index, past=True)}.")
         elif changes:
             story.say(f"Before that, line {line} ({src}) ran: {changes}.", f"Line {line} ({src}) earlier: {changes}.")
 
@@ -238,6 +239,16 @@ class TemplateNarrator:
         story.say(f"Iterations {first} to {last} of the loop on line {loop.line} go the same way, backwards.")
         if state:
             story.say(f"When iteration {first} of the loop on line {loop.line} begins, " + ", ".join(state) + ".")
+
+
+def _deciding(view: TraceView, index: int, past: bool = False) -> str:
+    """`, as `x` is `3`` for the local values a condition reads (short ones only, to stay readable)."""
+    values = []
+    for name in view.structure.condition_names.get(view.events[index]["line"], []):
+        value = view.state_before(index, name)
+        if value is not None and len(value) <= 40 and "`" not in value:
+            values.append(f"`{name}` {'was' if past else 'is'} `{value}`")
+    return ", as " + " and ".join(values) if values else ""
 
 
 def _times(n: int) -> str:

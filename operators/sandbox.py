@@ -23,9 +23,12 @@ LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", 
           "readonly_fs")
 DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout")
 _START_TIMEOUT_S = 60.0
-# bubblewrap: everything read-only but a private /tmp (scratch directories live there), fresh namespaces.
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+# bubblewrap: everything read-only (the interpreter may live anywhere, /tmp included) but a private tmpfs
+# for the scratch directories, in fresh namespaces.
 _BWRAP = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(256 << 20),
-          "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session", "--chdir", "/", "--"]
+          "--tmpfs", "/dev/shm", "--unshare-all", "--die-with-parent", "--new-session", "--chdir", "/", "--"]
+_BWRAP_ENV = {**_ENV, "TMPDIR": "/dev/shm"}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -84,12 +87,12 @@ class Sandbox:
         # Under bubblewrap where it works (read-only root, private /tmp, own namespaces), else as it is.
         # The fork server gets a minimal environment: secrets of the caller never reach it or its children.
         server = [sys.executable, "-m", "operators.forkserver"]
-        attempts = [_BWRAP + server, server] if shutil.which("bwrap") else [server]
-        for number, command in enumerate(attempts, 1):
+        attempts = [(_BWRAP + server, _BWRAP_ENV)] if shutil.which("bwrap") else []
+        attempts.append((server, _ENV))
+        for number, (command, env) in enumerate(attempts, 1):
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=None if number == len(attempts) else subprocess.DEVNULL,
-                                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
-                                          cwd="/")
+                                          env=env, cwd="/")
             assert self._proc.stdout is not None
             try:
                 hello = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)

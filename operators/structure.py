@@ -16,6 +16,7 @@ class Structure:
     loops: dict[int, int]  # loop header line -> last line of the loop
     branches: dict[int, tuple[int, int]]  # `if`/`elif` line -> (first, last) line of its body
     statements: dict[int, int]  # a later line of a multi-line statement (or header) -> its first line
+    condition_names: dict[int, list[str]]  # `if`/`elif`/`while` line -> the names its condition reads
 
 
 @lru_cache(maxsize=256)
@@ -23,17 +24,20 @@ def structure(code: str) -> Structure:
     loops: dict[int, int] = {}
     branches: dict[int, tuple[int, int]] = {}
     statements: dict[int, int] = {}
+    condition_names: dict[int, list[str]] = {}
     for node in ast.walk(ast.parse(code)):
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
             loops[node.lineno] = node.end_lineno or node.lineno
         if isinstance(node, ast.If | ast.While) and node.body:
             branches[node.lineno] = (node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno)
+            names = (n.id for n in ast.walk(node.test) if isinstance(n, ast.Name))
+            condition_names[node.lineno] = list(dict.fromkeys(names))
         if isinstance(node, ast.stmt):
             body = getattr(node, "body", None)
             last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
             for line in range(node.lineno + 1, last + 1):
                 statements.setdefault(line, node.lineno)
-    return Structure(loops, branches, statements)
+    return Structure(loops, branches, statements, condition_names)
 
 
 @dataclass

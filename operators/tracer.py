@@ -3,7 +3,8 @@
 What it records: one event per call, executed line, return and exception in frames compiled from the
 problem's code (filename `CODE_FILENAME`); library code is not traced. Each line event carries the locals
 that the line changed (name → canonical text, see `operators.values`); changes are attached to the line that
-made them. Loop headers carry `loop_iter`, the how-many-th time the header runs in this loop instance.
+made them. A statement spanning several lines is one step, reported at its first line. Loop headers carry
+`loop_iter`, the how-many-th time the header runs in this loop instance.
 
 Limits: at most `max_events` events and `max_value_len` characters per value; reaching either is flagged
 (`truncated_events`, `truncated_values`), never silent. At the event cap tracing stops and the call runs to
