@@ -139,7 +139,8 @@ def test_verify_checks_narrations_made_elsewhere(local_ray, tmp_path):
              "cot": "Line 2 sets `y` to `2`. `f` returns `2`.\n[ANSWER]assert f(1) == 2[/ANSWER]"}
     lying = dict(plain, id="lying", cot=plain["cot"].replace("`y` to `2`", "`y` to `3`"))
     backward = dict(plain, id="backward", direction="backward",
-                    cot="`f` returns `2`.\n[ANSWER]assert f(5) == 2[/ANSWER]")
+                    cot="`f` returns `2`. Before that, line 2 ran: `y` was set to `2`. So, at line 1, `f` was "
+                        "called with `x` = `1`.\n[ANSWER]assert f(5) == 2[/ANSWER]")
     lines = [json.dumps(r, default=str) for r in [*records, wrong, plain, lying, backward]]
     source = tmp_path / "cot.jsonl"
     source.write_text("\n".join([*lines, "{broken"]) + "\n")
