@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operators.structure import TraceView
+
 PROMPT_VERSION = "1"
 
 _FORWARD = (
@@ -29,3 +31,108 @@ def student_prompt(direction: str, code: str, entry_point: str, input_text: str,
 def messages(prompt: str, cot: str) -> list[dict[str, str]]:
     """A chat record as TRL / LLaMA-Factory SFT read it."""
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": cot}]
+
+
+# Prompts for model narrators (the backends come with the LLM narrator issue): the model sees the trace and
+# is told to state values in the claim forms the verifier checks (operators/claims.py).
+TEACHER_PROMPT_VERSION = "1"
+
+_RULES = """Write the reasoning a careful teacher would give, step by step, in plain sentences.
+State every value you rely on in one of these checkable forms, with values in backticks:
+- "Line N (`code`): `x` becomes `value`."  (the step on line N changes x)
+- "Iteration K of the loop on line N: `i` becomes `value`."
+- "The condition on line N (`code`) is True" (or False)
+- "The loop on line N finishes after K iterations."
+- "This calls `g` with `a` = `value`."  and  "`g` returns `value`."
+Only state values that appear in the trace. End with exactly one line:
+[ANSWER]assert {call} == {result}[/ANSWER]"""
+
+_TEACHER = """{task}
+
+```python
+{code}
+```
+
+{given}
+
+Execution trace (step: line, loop visit, changed values):
+{trace}
+
+{rules}"""
+
+
+def numbered(code: str) -> str:
+    return "\n".join(f"{n:>3} | {line}" for n, line in enumerate(code.splitlines(), 1))
+
+
+def render_trace(events: list[dict], code: str, budget_chars: int = 6000, full_iterations: int = 2) -> str:
+    """A compact trace that fits `budget_chars`: middle iterations of long loops are elided, and what still
+    does not fit is cut in the middle, with a marker saying how many steps were left out."""
+    view = TraceView(events, code)
+    hidden = view.summarised(full_iterations)
+    lines: list[str] = []
+    skipping = False
+    for index, event in enumerate(events):
+        if index in hidden:
+            if not skipping:
+                lines.append("  … (middle iterations of a long loop left out) …")
+            skipping = True
+            continue
+        skipping = False
+        text = _trace_line(event)
+        if text:
+            lines.append(text)
+    return _fit(lines, budget_chars)
+
+
+def _trace_line(event: dict) -> str | None:
+    indent = "  " * event["depth"]
+    visit = f" it{event['loop_iter']}" if "loop_iter" in event else ""
+    changes = ", ".join(f"{k}={v}" for k, v in event.get("changes", {}).items())
+    if event["event"] == "call":
+        return f"{indent}call {event['func']}({changes})"
+    if event["event"] == "return":
+        value = f"raises {event['raised']}" if "raised" in event else f"returns {event.get('value')}"
+        return f"{indent}{event['func']} {value}"
+    if event["event"] == "exception":
+        return f"{indent}L{event['line']} raises {event['exc_type']}"
+    return f"{indent}L{event['line']}{visit}" + (f": {changes}" if changes else "")
+
+
+def _fit(lines: list[str], budget: int) -> str:
+    text = "\n".join(lines)
+    if len(text) <= budget:
+        return text
+    head, tail, used = [], [], 0
+    for front, back in zip(lines, reversed(lines), strict=True):
+        if used + len(front) + len(back) + 2 > budget - 60:
+            break
+        head.append(front)
+        tail.append(back)
+        used += len(front) + len(back) + 2
+    left_out = len(lines) - len(head) - len(tail)
+    return "\n".join([*head, f"  … ({left_out} steps left out to fit) …", *reversed(tail)])
+
+
+def teacher_prompt(direction: str, code: str, entry_point: str, input_text: str, output_text: str,
+                   events: list[dict], budget_chars: int = 6000) -> str:
+    """What a model narrator is asked: the code, the known side, the trace, and the claim forms to use."""
+    call, result = f"{entry_point}({input_text})", output_text
+    if direction == "forward":
+        task = "Explain how the function computes its output for the given input."
+        given = f"Input: `{call}`"
+    else:
+        task = ("Explain how one can find an input that makes the function return the given output, reasoning "
+                "backwards from the return statement to the arguments.")
+        given = f"Output: `{output_text}`"
+    return _TEACHER.format(task=task, code=numbered(code), given=given,
+                           trace=render_trace(events, code, budget_chars), rules=_RULES.format(call=call,
+                                                                                                result=result))
+
+
+def parse_completion(text: str) -> str | None:
+    """The CoT in a model's answer: everything up to and including the last [ANSWER] block, or None."""
+    end = text.rfind("[/ANSWER]")
+    if end < 0 or text.rfind("[ANSWER]", 0, end) < 0:
+        return None
+    return text[: end + len("[/ANSWER]")].strip()
