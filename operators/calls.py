@@ -97,6 +97,16 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def run_program(job: dict[str, Any]) -> dict[str, Any]:
+    """Execute a whole program (a benchmark's checker: code plus asserts); ok when it raises nothing."""
+    sys.stdout = sys.stderr = _CappedText(job.get("max_stdout", 10_000))
+    try:
+        exec(compile(job["code"], "<program>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+    except (Exception, SystemExit) as exc:
+        return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300]}
+    return {"outcome": "sandbox_violation" if isolation.violations else "ok"}
+
+
 def encode_result(result: dict[str, Any]) -> bytes:
     return json.dumps(result, separators=(",", ":")).encode()
 

@@ -115,7 +115,7 @@ def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end:
         if _syscall_filter is not None:
             isolation.deny_syscalls(_syscall_filter)
         isolation.watch_violations()
-        result = calls.run_traced(job)
+        result = calls.run_program(job) if job.get("kind") == "program" else calls.run_traced(job)
         data = calls.encode_result(result)
     except MemoryError:
         data = b'{"outcome":"memory","message":"memory limit reached"}'

@@ -50,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--limit", type=int, help="read at most N input rows")
     verify.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
 
+    evaluate = sub.add_parser("eval", help="score generations on a benchmark (in the sandbox)")
+    evaluate.add_argument("--bench", required=True, choices=("cruxeval-o", "cruxeval-i"))
+    evaluate.add_argument("--data", required=True, help="the benchmark's data file (cruxeval.jsonl)")
+    evaluate.add_argument("--generations", required=True, help="JSON: sample id -> list of generations")
+    evaluate.add_argument("--report", help="write the JSON report here (default: print it)")
+    evaluate.add_argument("--items", help="write per-generation results here as Parquet")
+
     trace = sub.add_parser("trace", help="trace one call in the sandbox and print the trace")
     trace.add_argument("file", help="Python file with the function")
     trace.add_argument("--entry-point", required=True, help="function to call")
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
         if args.command == "trace":
             return _trace(args)
+        if args.command == "eval":
+            return _eval(args)
         return _run(args)
     except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput) as err:
         print(f"tracecot: error: {err}", file=sys.stderr)
@@ -90,6 +99,19 @@ def _run(args: argparse.Namespace) -> int:
     print(f"rejected: {report['output']['rejected']}")
     print(f"report:   {report['output']['report']}")
     print(f"wall time {report['wall_s']:.1f}s, {report['records_per_s']} records/s")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pipeline.evaluate import score, write_items
+
+    report, items = score(args.bench, args.data, args.generations)
+    if args.items:
+        write_items(items, args.items)
+    text = json.dumps({k: v for k, v in report.items() if k != "per_sample"}, indent=2)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    print(text)
     return 0
 
 
