@@ -25,11 +25,12 @@ _NAME = r"`(?P<name>[A-Za-z_][\w.]*)`"
 _FUNC = r"`(?P<func>[A-Za-z_<][\w.<>]*)`"
 
 PATTERNS: dict[str, re.Pattern[str]] = {
-    "iteration": re.compile(r"[Ii]teration (?P<k>\d+) of the loop on line (?P<line>\d+)"),
-    "loopcount": re.compile(r"loop on line (?P<line>\d+) (?:finishes|ends|stops) after (?P<n>\d+) iterations?"),
-    "condition": re.compile(r"condition on line (?P<line>\d+)(?: \(`[^`\n]*`\))? (?:is|was) (?P<truth>True|False)"),
-    "comprehension": re.compile(r"comprehension on line (?P<line>\d+) (?:builds|produces) " + _VALUE.format("value")),
-    "line": re.compile(r"\b[Ll]ine (?P<line>\d+)\b"),
+    "iteration": re.compile(r"[Ii]teration (?P<k>\d{1,9}) of the loop on line (?P<line>\d{1,9})"),
+    "loopcount": re.compile(r"loop on line (?P<line>\d{1,9}) (?:finishes|ends|stops) after (?P<n>\d{1,9}) iterations?"),
+    "condition": re.compile(r"condition on line (?P<line>\d{1,9})(?: \(`[^`\n]*`\))? (?:is|was) (?P<truth>True|False)"),
+    "comprehension": re.compile(r"comprehension on line (?P<line>\d{1,9}) (?:builds|produces) "
+                                + _VALUE.format("value")),
+    "line": re.compile(r"\b[Ll]ine (?P<line>\d{1,9})\b"),
     "change": re.compile(
         r"(?:" + _NAME + r" (?:becomes|became|is set to|was set to|changes to|=)"
         r"|sets? `(?P<name2>[A-Za-z_][\w.]*)` to) " + _VALUE.format("value")),

@@ -46,6 +46,8 @@ def _describe(result: dict[str, Any]) -> str:
 
 def _trace_problem(result: dict[str, Any], expected: str | None) -> tuple[str, str] | None:
     """Why a successful run cannot become a record, or None."""
+    if not result["trace"]:
+        return "empty_trace", "the entry point ran no code of this problem (a builtin or a C function?)"
     if result["truncated_events"]:
         return "trace_truncated", "the trace reached tracer.max_events; raise it to keep such problems"
     if result["output_truncated"]:

@@ -41,6 +41,7 @@ def main() -> None:
         "scratch_dir": True,
         "unprivileged_uid": False,
         "readonly_fs": not os.access("/", os.W_OK),
+        "no_capabilities": isolation.undumpable(),
     })
     send_msg(protocol_out, {"layers": _layers})
     # Objects that exist now are never collected: a child's collector then leaves them alone instead of
@@ -81,8 +82,7 @@ def run_once(job: dict[str, Any], limits: dict[str, Any], scratch: str) -> dict[
     os.close(write_end)
     try:
         data, outcome = _collect(read_end, started + limits["timeout_s"], limits["max_result_bytes"])
-        if outcome is not None:
-            _kill_group(pid)
+        _kill_group(pid)  # the result is in (or never will be): whatever still runs goes, so waitpid returns
         status = os.waitpid(pid, 0)[1]
     finally:
         os.close(read_end)
@@ -112,8 +112,9 @@ def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end:
         os.chdir(scratch)
         isolation.scrub_environment(scratch)
         isolation.limit_resources(limits)
+        isolation.drop_capabilities()
         if _syscall_filter is not None:
-            isolation.deny_syscalls(_syscall_filter)
+            _syscall_filter.load()
         isolation.watch_violations()
         result = calls.run_program(job) if job.get("kind") == "program" else calls.run_traced(job)
         data = calls.encode_result(result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 from operators.calls import BadInput, check_syntax, input_text
 from operators.prompts import messages, student_prompt
 from operators.records import DIRECTIONS, content_hash, record_id, reject, table
+from operators.stage import guarded
 
 FORMATS = ("generic", "cruxeval", "mbpp", "humaneval")
 _REQUIRED = {
@@ -61,6 +63,10 @@ def to_problem(row: dict[str, Any], fmt: str) -> Problem:
     missing = [key for key in _REQUIRED[fmt] if row.get(key) is None or (key != "input" and row.get(key) == "")]
     if missing:
         raise BadProblem("missing_field", f"{fmt} row lacks field(s): {', '.join(missing)}")
+    text_fields = [key for key in ("code", "prompt", "canonical_solution", "test", "entry_point", "input", "output")
+                   if key in _REQUIRED[fmt] and not isinstance(row[key], str)]
+    if text_fields:
+        raise BadProblem("bad_field", f"{fmt} row: field(s) {', '.join(text_fields)} must be text")
     if fmt == "generic":
         problem = _generic(row)
     elif fmt == "cruxeval":
@@ -77,11 +83,11 @@ def to_problem(row: dict[str, Any], fmt: str) -> Problem:
 
 def _generic(row: dict[str, Any]) -> Problem:
     inputs = row["inputs"]
-    outputs = row.get("outputs") or [None] * len(inputs)
     if not isinstance(inputs, list) or not inputs:
-        raise BadProblem("missing_field", "generic row: 'inputs' must be a non-empty list")
-    if len(outputs) != len(inputs):
-        raise BadProblem("bad_outputs", f"{len(outputs)} outputs for {len(inputs)} inputs")
+        raise BadProblem("bad_field", "generic row: 'inputs' must be a non-empty list")
+    outputs = row.get("outputs") or [None] * len(inputs)
+    if not isinstance(outputs, list) or len(outputs) != len(inputs):
+        raise BadProblem("bad_field", "generic row: 'outputs' must be a list as long as 'inputs'")
     problem = Problem(str(row["id"]), row["code"], str(row["entry_point"]))
     for raw, expected in zip(inputs, outputs, strict=True):
         try:
@@ -180,7 +186,8 @@ class LineParser:
         started = time.perf_counter()
         rows: list[dict[str, Any]] = []
         for text in batch.column("text").to_pylist():
-            rows.extend(self.parse(text))
+            fallback = {"raw": text[:2000], "rows_read": 1, "record_id": content_hash("failed row", text)}
+            rows.extend(guarded("ingest", fallback, lambda text=text: self.parse(text)))
         for row in rows:
             row["t_ingest"] = (time.perf_counter() - started) / len(rows)
         return table(rows)
@@ -199,6 +206,7 @@ class ParseProblems(LineParser):
         self.fingerprint = fingerprint
         self.directions = directions
         self.done = done
+        self.seen: Counter[str] = Counter()  # calls met so far; this stage runs as a single actor
 
     def parse(self, text: str) -> list[dict[str, Any]]:
         """All work rows of one input row; the first carries `rows_read=1` so rows can be counted."""
@@ -213,7 +221,7 @@ class ParseProblems(LineParser):
             return [{**rejected, "skipped": row_id in self.done}]
         out = [self._bad_input(base, problem, raw, message) for raw, message in problem.bad_inputs]
         for args, expected in zip(problem.inputs, problem.outputs, strict=True):
-            out.append(self._call_row(base, problem, args, expected))
+            out.extend(self._call_rows(base, problem, args, expected))
         for row in out[1:]:
             row["rows_read"] = 0
         return out
@@ -225,20 +233,29 @@ class ParseProblems(LineParser):
             raise BadProblem("unknown_format", f"cannot tell the format from the keys {sorted(row)[:8]}")
         return to_problem(row, fmt)
 
-    def _call_row(self, base: dict, problem: Problem, args: str, expected: str | None) -> dict[str, Any]:
+    def _call_rows(self, base: dict, problem: Problem, args: str, expected: str | None) -> list[dict[str, Any]]:
+        """The row to run for one call, plus a skipped row for its directions already in the output."""
         ids = [record_id(problem.code, problem.entry_point, args, d, self.fingerprint) for d in self.directions]
         row = {**base, "problem_id": problem.problem_id, "code": problem.code, "entry_point": problem.entry_point,
-               "input": args, "expected_output": expected, "directions": list(self.directions),
-               "record_ids": ids, "stage": "ingest"}
-        todo = [d for d, rid in zip(self.directions, ids, strict=True) if rid not in self.done]
-        if not todo:
-            return {**row, "skipped": True}
-        row.update(directions=todo, record_ids=[rid for rid in ids if rid not in self.done])
-        try:
-            check_syntax(args)
-        except BadInput as err:
-            return reject(row, "ingest", "bad_input", str(err))
-        return row
+               "input": args, "expected_output": expected, "stage": "ingest"}
+        self.seen[ids[0]] += 1
+        if self.seen[ids[0]] > 1:  # the same code and input again: one record is enough
+            dup_id = content_hash("duplicate call", ids[0], self.seen[ids[0]])
+            duplicate = reject({**row, "record_id": dup_id}, "ingest", "duplicate_call",
+                               "the same code and input appear earlier in this input")
+            return [{**duplicate, "skipped": dup_id in self.done}]
+        done = [(d, rid) for d, rid in zip(self.directions, ids, strict=True) if rid in self.done]
+        todo = [(d, rid) for d, rid in zip(self.directions, ids, strict=True) if rid not in self.done]
+        out = [{**row, "directions": [d for d, _ in done], "record_ids": [r for _, r in done], "skipped": True}
+               ] if done else []
+        if todo:
+            runnable = {**row, "directions": [d for d, _ in todo], "record_ids": [r for _, r in todo]}
+            try:
+                check_syntax(args)
+            except BadInput as err:
+                runnable = reject(runnable, "ingest", "bad_input", str(err))
+            out.append(runnable)
+        return out
 
     def _bad_input(self, base: dict, problem: Problem, raw: str, message: str) -> dict[str, Any]:
         row = {**base, "problem_id": problem.problem_id, "code": problem.code, "entry_point": problem.entry_point,

@@ -1,7 +1,8 @@
 """The isolation layers a sandbox child applies to itself, each one detected rather than assumed.
 
-Process-wide layers (`enter_network_namespace`) are applied once by the fork server; per-job layers
-(`limit_resources`, `scrub_environment`, `deny_syscalls`) by each forked child before user code runs.
+Process-wide layers (`enter_network_namespace`, `undumpable`) are applied once by the fork server; per-job
+layers (`limit_resources`, `scrub_environment`, `drop_capabilities`, the seccomp filter) by each forked child
+before user code runs.
 The read-only root comes from running the fork server under bubblewrap (`operators.sandbox`) where that
 works. Not done yet: dropping to an unprivileged uid.
 """
@@ -16,7 +17,11 @@ from typing import Any
 
 CLONE_NEWNET = 0x40000000
 CLONE_THREAD = 0x00010000
-_DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat")
+_DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat", "kill", "tkill", "tgkill", "ptrace",
+           "process_vm_readv", "process_vm_writev", "unshare", "setns", "mount", "umount2", "bpf",
+           "perf_event_open", "io_uring_setup", "keyctl", "add_key", "request_key")
+PR_SET_DUMPABLE = 4
+_CAPABILITY_VERSION_3 = 0x20080522
 # Audit events that mean user code tried to leave the sandbox. seccomp is the boundary; the audit hook only
 # names the attempt, so the outcome says "sandbox_violation" instead of a bare PermissionError.
 _WATCHED = ("socket.", "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
@@ -28,6 +33,26 @@ def enter_network_namespace() -> bool:
     """Move this process into a new, empty network namespace; False where the kernel refuses."""
     libc = ctypes.CDLL(None, use_errno=True)
     return libc.unshare(CLONE_NEWNET) == 0
+
+
+def undumpable() -> bool:
+    """Make this process's /proc entries (open pipes, memory) unreachable for processes without privileges."""
+    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Give up every capability: root without them cannot reach the fork server's /proc entries."""
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    if ctypes.CDLL(None, use_errno=True).capset(ctypes.byref(header), (_CapData * 2)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
 
 
 def limit_resources(limits: dict[str, Any]) -> None:
@@ -68,11 +93,6 @@ def syscall_filter() -> Any | None:
     rules.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     return rules
-
-
-def deny_syscalls(rules: Any) -> None:
-    """Load the filter into this process (a forked child); raises OSError if the kernel refuses."""
-    rules.load()
 
 
 def watch_violations() -> None:

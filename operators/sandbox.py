@@ -20,7 +20,7 @@ from operators.wire import recv_msg, send_msg
 OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
 LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", "scratch_dir", "unprivileged_uid",
-          "readonly_fs")
+          "readonly_fs", "no_capabilities")
 DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout")
 _START_TIMEOUT_S = 60.0
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
@@ -29,6 +29,22 @@ _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 _BWRAP = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(256 << 20),
           "--tmpfs", "/dev/shm", "--unshare-all", "--die-with-parent", "--new-session", "--chdir", "/", "--"]
 _BWRAP_ENV = {**_ENV, "TMPDIR": "/dev/shm"}
+
+
+_OK_FIELDS = {"output": str, "trace": list, "output_is_literal": bool, "output_truncated": bool,
+              "truncated_events": bool}
+
+
+def malformed(result: Any, kind: str) -> str | None:
+    """What is wrong with a result, or None. The child writes it after running user code, which could have
+    written its own; a well-formed fake cannot be told apart, but a malformed one never reaches a stage."""
+    if not isinstance(result, dict) or result.get("outcome") not in OUTCOMES:
+        return "the sandbox returned a result without a known outcome"
+    if result["outcome"] == "ok" and kind == "call":
+        wrong = [k for k, kind_of in _OK_FIELDS.items() if not isinstance(result.get(k), kind_of)]
+        if wrong or not all(isinstance(e, dict) for e in result["trace"]):
+            return f"the sandbox returned a malformed result (fields: {', '.join(wrong) or 'trace'})"
+    return None
 
 
 class SandboxUnavailable(RuntimeError):
@@ -62,14 +78,17 @@ class Sandbox:
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run one job; always returns a result dict with an `outcome` from `OUTCOMES`."""
-        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
-        deadline = time.monotonic() + self.limits.timeout_s + 30.0
+        if self._proc is None or self._proc.stdin is None or self._proc.stdout is None:
+            self._restart()
+        deadline = time.monotonic() + self.limits.runs * self.limits.timeout_s + 30.0
         try:
             send_msg(self._proc.stdin.fileno(), {"job": job, "limits": self.limits.wire()})
-            return recv_msg(self._proc.stdout.fileno(), deadline)
+            result = recv_msg(self._proc.stdout.fileno(), deadline)
         except (OSError, EOFError, TimeoutError, ValueError) as err:
             self._restart()
             return {"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"}
+        problem = malformed(result, job.get("kind", "call"))
+        return {"outcome": "sandbox_error", "message": problem} if problem else result
 
     def close(self) -> None:
         if self._proc is not None:

@@ -1,17 +1,27 @@
 """The shape shared by the per-row stages: a callable over a batch (a pyarrow Table of work rows).
 
 Rows that were rejected or skipped earlier pass through untouched, so every input row reaches the sink and
-is counted there. The stage's busy time is spread over the rows it produced (column `timing_column`).
+is counted there. A row that makes the stage itself fail becomes a rejected row (`internal_error`) instead of
+failing the batch. The stage's busy time is spread over the rows it produced (column `timing_column`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
-from operators.records import table
+from operators.records import reject, table
+
+
+def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """`work()`, or one rejected row saying what went wrong: a bad row never takes its batch down."""
+    try:
+        return work()
+    except Exception as err:
+        return [reject(row, stage, "internal_error", f"{type(err).__name__}: {err}")]
 
 
 class RowStage:
@@ -28,7 +38,7 @@ class RowStage:
             if row.get("reason") or row.get("skipped"):
                 out.append(row)
                 continue
-            new = self.process(row)
+            new = guarded(self.timing_column.removeprefix("t_"), row, lambda row=row: self.process(row))
             out.extend(new)
             produced.extend(new)
         elapsed = time.perf_counter() - started

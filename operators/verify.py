@@ -51,6 +51,8 @@ class ParsedAnswer:
     entry_point: str
     input_text: str
     output_text: str
+    blocks: int = 1  # how many [ANSWER] blocks the CoT has
+    trailing: bool = False  # whether text follows the last one
 
 
 def parse_answer(cot: str) -> ParsedAnswer | None:
@@ -71,7 +73,8 @@ def parse_answer(cot: str) -> ParsedAnswer | None:
     parts = [ast.get_source_segment(body, arg) or "" for arg in call.args]
     parts += [f"{kw.arg}={ast.get_source_segment(body, kw.value)}" for kw in call.keywords]
     output = ast.get_source_segment(body, test.test.comparators[0]) or ""
-    return ParsedAnswer(call.func.id, ", ".join(parts), output)
+    trailing = bool(cot[matches[-1].end():].strip())
+    return ParsedAnswer(call.func.id, ", ".join(parts), output, len(matches), trailing)
 
 
 def same_arguments(a: str, b: str) -> bool:
@@ -80,6 +83,17 @@ def same_arguments(a: str, b: str) -> bool:
         return ast.dump(ast.parse(f"_({a})", mode="eval")) == ast.dump(ast.parse(f"_({b})", mode="eval"))
     except (SyntaxError, ValueError, RecursionError):
         return False
+
+
+def literal_arguments(args_text: str) -> bool:
+    """Whether an argument list is made of literals only (checked without evaluating anything)."""
+    try:
+        call = ast.parse(f"_({args_text})", mode="eval").body
+        for node in [*call.args, *(kw.value for kw in call.keywords)]:  # type: ignore[attr-defined]
+            ast.literal_eval(node)
+    except (SyntaxError, ValueError, TypeError, AttributeError, RecursionError):
+        return False
+    return True
 
 
 def same_value(claimed: str, traced: str | None) -> bool:
@@ -121,6 +135,8 @@ class Verifier:
                         output_text: str) -> str | None:
         if parsed is None:
             return "no [ANSWER]assert f(...) == ...[/ANSWER] found"
+        if parsed.blocks != 1 or parsed.trailing:
+            return "the CoT must end in exactly one [ANSWER] block"
         if parsed.entry_point != entry_point:
             return f"answer calls {parsed.entry_point!r}, not {entry_point!r}"
         if not same_value(parsed.output_text, output_text):
@@ -282,17 +298,32 @@ class VerifyStage(RowStage):
         self._sandbox: Sandbox | None = None
 
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        events = json.loads(row["trace"])
-        report, parsed = self.verifier.check(row["direction"], row["cot"], row["code"], row["entry_point"],
-                                             row["input"], row["output"], events)
-        if row["direction"] == "backward" and parsed is not None and report.passed:
-            job = {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text,
-                   "max_events": 1}
-            check_backward_answer(report, self.sandbox.run(job), row["output"])
+        events, input_text, answer_run = json.loads(row["trace"]), row["input"], None
+        parsed = parse_answer(row["cot"]) if row["direction"] == "backward" else None
+        if parsed is not None:
+            answer_run = self._run_answer(row, parsed)
+            if isinstance(answer_run, str):
+                return [reject({**row, "stage": "verify"}, "verify", "wrong_answer", answer_run)]
+            if not same_arguments(parsed.input_text, row["input"]) and answer_run["outcome"] == "ok":
+                # Reasoning about one input cannot vouch for another: check the claims on the answer's trace.
+                events, input_text = answer_run["trace"], parsed.input_text
+        report, _ = self.verifier.check(row["direction"], row["cot"], row["code"], row["entry_point"], input_text,
+                                        row["output"], events)
+        if answer_run is not None:
+            check_backward_answer(report, answer_run, row["output"])
         row = {**row, "verification": report.as_dict(), "stage": "verify"}
         if report.passed:
             return [row]
         return [reject(row, "verify", _reason(report), report.first_failure or "")]
+
+    def _run_answer(self, row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
+        """Run a backward answer's input in the sandbox (traced unless it is the traced input); a reason
+        string when it may not run: an input other than the given one must be plain literals."""
+        same = same_arguments(parsed.input_text, row["input"])
+        if not same and not literal_arguments(parsed.input_text):
+            return "a backward answer's input must be Python literals"
+        job = {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text}
+        return self.sandbox.run({**job, "max_events": 1} if same else job)
 
     @property
     def sandbox(self) -> Sandbox:

@@ -14,6 +14,10 @@ from pipeline import config as cfg
 from pipeline.sources import InputError
 from pipeline.storage import StorageError
 
+
+class ClusterUnreachable(ConnectionError):
+    """--address names no Ray cluster that answers."""
+
 EXIT_USAGE = 2
 
 
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         return _run(args)
-    except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput) as err:
+    except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput,
+            ClusterUnreachable) as err:
         print(f"tracecot: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -92,7 +97,12 @@ def _run(args: argparse.Namespace) -> int:
     config = cfg.load(args.config, overrides)
     from pipeline.graph import run  # imports Ray: keep `tracecot --help` and usage errors fast
 
-    report = run(config, mode="verify" if args.command == "verify" else "narrate")
+    try:
+        report = run(config, mode="verify" if args.command == "verify" else "narrate")
+    except ConnectionError as err:
+        if not config.ray.address:
+            raise
+        raise ClusterUnreachable(f"cannot reach the Ray cluster at {config.ray.address}: {err}") from err
     for line in report["summary"]:
         print(line)
     print(f"records:  {report['output']['records']}")
@@ -118,11 +128,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     try:
         code = Path(args.file).read_text()
-    except OSError as err:
-        raise InputError(f"cannot read {args.file}: {err.strerror}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read {args.file}: {getattr(err, 'strerror', None) or err}") from err
     raw: Any = args.input
     if raw.lstrip().startswith("{"):
-        raw = json.loads(raw)
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--input looks like a JSON object but is not one: {err.msg}") from err
     job = {"code": code, "entry_point": args.entry_point, "input": input_text(raw)}
     with Sandbox(Limits(timeout_s=args.timeout), require=()) as sandbox:
         result = sandbox.run(job)

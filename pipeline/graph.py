@@ -41,13 +41,15 @@ def limits(config: RunConfig) -> Limits:
     return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb, runs=config.sandbox.runs)
 
 
-def ingest_stage(config: RunConfig, source: Location, done: frozenset[str], mode: str) -> LineParser:
-    """The first stage: problems to narrate (`tracecot run`) or narrations to check (`tracecot verify`)."""
+def ingest_stage(config: RunConfig, source: Location, done: frozenset[str],
+                 mode: str) -> tuple[type[LineParser], dict[str, Any]]:
+    """The first stage and its settings: problems to narrate (`run`) or narrations to check (`verify`)."""
     name = Path(source.path).name
     if mode == "verify":
-        return ParseNarrations(name, config.fingerprint(), done)
-    fmt = None if config.format == "auto" else config.format
-    return ParseProblems(fmt, name, config.fingerprint(), tuple(config.directions), done)
+        return ParseNarrations, {"source": name, "fingerprint": config.fingerprint(), "done": done}
+    return ParseProblems, {"fmt": None if config.format == "auto" else config.format, "source": name,
+                           "fingerprint": config.fingerprint(), "directions": tuple(config.directions),
+                           "done": done}
 
 
 def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str],
@@ -57,9 +59,9 @@ def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]
     ds = read_problems(source)
     if config.limit:
         ds = ds.limit(config.limit)
-    ingest = ingest_stage(config, source, done, mode)
-    ds = ds.map_batches(type(ingest), batch_format="pyarrow", batch_size=64, num_cpus=0.1,
-                        compute=ActorPoolStrategy(min_size=1, max_size=1), fn_constructor_kwargs=vars(ingest))
+    ingest, settings = ingest_stage(config, source, done, mode)
+    ds = ds.map_batches(ingest, batch_format="pyarrow", batch_size=64, num_cpus=0.1,
+                        compute=ActorPoolStrategy(min_size=1, max_size=1), fn_constructor_kwargs=settings)
     ds = ds.map_batches(Executor, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.5,
                         compute=ActorPoolStrategy(min_size=1, max_size=pool),
                         fn_constructor_kwargs={"limits": limits(config), "require": require,
@@ -86,7 +88,8 @@ def up_to_date_tally(config: RunConfig, source: Location, done: frozenset[str], 
 
     This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all.
     """
-    ingest = ingest_stage(config, source, done, mode)
+    ingest_class, settings = ingest_stage(config, source, done, mode)
+    ingest = ingest_class(**settings)
     rows = []
     for number, line in enumerate(iter_lines(source)):
         if config.limit and number >= config.limit:

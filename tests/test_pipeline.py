@@ -74,6 +74,11 @@ BAD_ROWS = [
                 "inputs": ["1"], "outputs": ["3"]}),
     json.dumps({"id": "good", "code": "def f(x):\n    y = x * 2\n    return y\n", "entry_point": "f",
                 "inputs": ["4"]}),
+    json.dumps({"id": "again", "code": "def f(x):\n    y = x * 2\n    return y\n", "entry_point": "f",
+                "inputs": ["4"]}),
+    json.dumps({"id": "inputs-not-a-list", "code": "def f(x):\n    return x\n", "entry_point": "f", "inputs": 5}),
+    json.dumps({"id": "code-not-text", "code": 5, "input": "1", "output": "1"}),
+    json.dumps({"id": "builtin", "code": "f = sorted\n", "entry_point": "f", "inputs": ["[2, 1]"]}),
 ]
 
 
@@ -87,10 +92,20 @@ def test_bad_rows_are_rejected_and_counted(local_ray, tmp_path):
     reasons = {(r["problem_id"], r["reason"]) for r in rejected}
     assert {(None, "malformed_json"), ("no-code", "missing_field"), ("syntax", "syntax_error"),
             ("no-entry", "entry_point_missing"), ("not-literal", "input_not_literal"),
-            ("raises", "exception"), ("wrong-expected", "output_mismatch")} <= reasons
+            ("raises", "exception"), ("wrong-expected", "output_mismatch"), ("again", "duplicate_call"),
+            ("inputs-not-a-list", "bad_field"), ("code-not-text", "bad_field"), ("builtin", "empty_trace")} <= reasons
     assert all(r["message"] for r in rejected)
     accepted = read(tmp_path / "out", "records").to_pylist()
     assert {r["problem_id"] for r in accepted} == {"good"}
+
+
+def test_a_new_direction_reuses_what_is_done(local_ray, tmp_path):
+    forward = run_job(output=str(tmp_path), limit=5, directions="forward")
+    both = run_job(output=str(tmp_path), limit=5)
+    funnel_adds_up(both)
+    assert both["funnel"]["skipped_existing"] == forward["funnel"]["items"]
+    assert both["funnel"]["written_records"] == forward["funnel"]["written_records"]
+    assert set(read(tmp_path, "records").column("direction").to_pylist()) == {"forward", "backward"}
 
 
 def test_s3_output(local_ray, s3_server, tmp_path):
@@ -150,4 +165,4 @@ def test_verify_checks_narrations_made_elsewhere(local_ray, tmp_path):
     rejected = {r["problem_id"]: r["reason"] for r in read(tmp_path / "checked", "rejected").to_pylist()}
     assert accepted == {r["problem_id"] for r in records} | {"plain"}
     assert rejected == {"tampered": "claim_contradicted", "lying": "claim_contradicted",
-                        "backward": "wrong_answer", None: "malformed_json"}
+                        "backward": "claim_contradicted", None: "malformed_json"}

@@ -155,3 +155,35 @@ def test_signal_handler_tricks_do_not_block_the_timeout():
 def test_objects_come_back_as_type_tagged_text(sandbox):
     result = run(sandbox, "class P:\n    pass\ndef f():\n    return P()\n")
     assert result["outcome"] == "ok" and result["output"] == "<P>" and not result["output_is_literal"]
+
+
+def test_user_code_cannot_reach_the_fork_servers_pipes(sandbox):
+    body = ("import os, struct\n"
+            "def f():\n"
+            "    fake = b'{\"outcome\":\"ok\",\"output\":\"12345\"}'\n"
+            "    for fd in os.listdir(f'/proc/{os.getppid()}/fd'):\n"
+            "        with open(f'/proc/{os.getppid()}/fd/{fd}', 'wb') as pipe:\n"
+            "            pipe.write(struct.pack('>I', len(fake)) + fake)\n"
+            "    return 1\n")
+    assert run(sandbox, body)["outcome"] in ("exception", "sandbox_violation")
+    assert run(sandbox, "def f(x):\n    return x * 2\n", args="5")["output"] == "10"
+    assert run(sandbox, "def f(x):\n    return x * 3\n", args="5")["output"] == "15"
+
+
+def test_a_forged_result_is_not_trusted(sandbox):
+    body = ("import os\n"
+            "def f():\n"
+            "    for fd in os.listdir('/proc/self/fd'):\n"
+            "        if int(fd) > 2:\n"
+            "            try:\n"
+            "                os.write(int(fd), b'{\"outcome\": \"ok\"}')\n"
+            "            except OSError:\n"
+            "                pass\n"
+            "    os._exit(0)\n")
+    assert run(sandbox, body)["outcome"] == "sandbox_error"
+
+
+def test_closing_the_result_pipe_and_sleeping_does_not_stall(sandbox):
+    body = "import os, time\ndef f():\n    os.closerange(3, 1024)\n    time.sleep(600)\n"
+    result = run(sandbox, body)
+    assert result["outcome"] == "killed" and result["wall_s"] < 5
