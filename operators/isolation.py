@@ -21,6 +21,7 @@ _DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat", "kill"
            "process_vm_readv", "process_vm_writev", "unshare", "setns", "mount", "umount2", "bpf",
            "perf_event_open", "io_uring_setup", "keyctl", "add_key", "request_key")
 PR_SET_DUMPABLE = 4
+_LIBC = ctypes.CDLL(None, use_errno=True)
 _CAPABILITY_VERSION_3 = 0x20080522
 # Audit events that mean user code tried to leave the sandbox. seccomp is the boundary; the audit hook only
 # names the attempt, so the outcome says "sandbox_violation" instead of a bare PermissionError.
@@ -31,13 +32,12 @@ violations: list[str] = []
 
 def enter_network_namespace() -> bool:
     """Move this process into a new, empty network namespace; False where the kernel refuses."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.unshare(CLONE_NEWNET) == 0
+    return _LIBC.unshare(CLONE_NEWNET) == 0
 
 
 def undumpable() -> bool:
     """Make this process's /proc entries (open pipes, memory) unreachable for processes without privileges."""
-    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    return _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
 
 
 class _CapHeader(ctypes.Structure):
@@ -51,7 +51,7 @@ class _CapData(ctypes.Structure):
 def drop_capabilities() -> None:
     """Give up every capability: root without them cannot reach the fork server's /proc entries."""
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
-    if ctypes.CDLL(None, use_errno=True).capset(ctypes.byref(header), (_CapData * 2)()) != 0:
+    if _LIBC.capset(ctypes.byref(header), (_CapData * 2)()) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
