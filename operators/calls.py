@@ -18,8 +18,11 @@ class BadInput(ValueError):
     """The problem's input cannot be turned into call arguments."""
 
 
-def call_text(entry_point: str, args_text: str) -> str:
-    return f"{entry_point}({args_text})"
+def arguments_text(call: ast.Call, source: str) -> str:
+    """The argument list of a parsed call, as written in `source` (`"1, [2], k='x'"`)."""
+    parts = [ast.get_source_segment(source, arg) or "" for arg in call.args]
+    parts += [f"{kw.arg}={ast.get_source_segment(source, kw.value)}" for kw in call.keywords]
+    return ", ".join(parts)
 
 
 def input_text(raw: Any) -> str:

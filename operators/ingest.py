@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.calls import BadInput, check_syntax, input_text
+from operators.calls import BadInput, arguments_text, check_syntax, input_text
 from operators.prompts import messages, student_prompt
 from operators.records import DIRECTIONS, content_hash, record_id, reject, table
 from operators.stage import guarded
@@ -123,7 +123,7 @@ def _from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str
                 problem.entry_point = entry_point or problem.entry_point or name
                 if name != (callee or problem.entry_point):
                     continue
-                args = _args_text(call, test)
+                args = arguments_text(call, test)
                 if args in seen:
                     continue
                 seen.add(args)
@@ -143,12 +143,6 @@ def _calls_in(test: ast.AST, source: str, names: str | set[str]):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in wanted:
             direct = isinstance(test, ast.Compare) and test.left is node
             yield node, expected if direct else None
-
-
-def _args_text(call: ast.Call, source: str) -> str:
-    parts = [ast.get_source_segment(source, arg) or "" for arg in call.args]
-    parts += [f"{kw.arg}={ast.get_source_segment(source, kw.value)}" for kw in call.keywords]
-    return ", ".join(parts)
 
 
 def _top_level_names(code: str) -> set[str]:

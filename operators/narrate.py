@@ -158,9 +158,7 @@ class TemplateNarrator:
     def _skip_iterations(self, story: _Story, view: TraceView, index: int, loop: LoopInstance) -> int:
         resume_position = loop.iterations - self.full
         resume = loop.headers[resume_position]
-        names = _changed_names(view.events[index:resume], loop.frame)
-        state = [f"`{n}` is {quote(v)}" for n in names
-                 if (v := view.state_before(resume, n)) is not None and not v.endswith("…")]
+        state = _state_after_skip(view, loop, index, resume, at=resume)
         line = view.events[index]["line"]
         story.say(f"Iterations {view.visit[index] + 1} to {resume_position} of the loop on line {line} "
                   "go the same way.")
@@ -233,9 +231,7 @@ class TemplateNarrator:
         """Skipped iterations, told by the state at the start of the first of them."""
         first = view.visit[header] + 1
         last = loop.iterations - self.full
-        names = _changed_names(view.events[header:loop.headers[last]], loop.frame)
-        state = [f"`{n}` is {quote(v)}" for n in names
-                 if (v := view.state_before(header, n)) is not None and not v.endswith("…")]
+        state = _state_after_skip(view, loop, header, loop.headers[last], at=header)
         story.say(f"Iterations {first} to {last} of the loop on line {loop.line} go the same way, backwards.")
         if state:
             story.say(f"When iteration {first} of the loop on line {loop.line} begins, " + ", ".join(state) + ".")
@@ -253,6 +249,13 @@ def _deciding(view: TraceView, index: int, past: bool = False) -> str:
 
 def _times(n: int) -> str:
     return "1 iteration" if n == 1 else f"{n} iterations"
+
+
+def _state_after_skip(view: TraceView, loop: LoopInstance, start: int, end: int, at: int) -> list[str]:
+    """State claims ("`x` is `v`") at event `at` for the variables the skipped events `start:end` changed."""
+    names = _changed_names(view.events[start:end], loop.frame)
+    return [f"`{n}` is {quote(v)}" for n in names
+            if (v := view.state_before(at, n)) is not None and not v.endswith("…")]
 
 
 def _changed_names(events: list[dict[str, Any]], frame: int) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from operators.calls import arguments_text
 from operators.claims import ANSWER, Claim, extract
 from operators.narrate import is_opaque
 from operators.records import reject
@@ -70,11 +71,9 @@ def parse_answer(cot: str) -> ParsedAnswer | None:
             and isinstance(test.test.left.func, ast.Name)):
         return None
     call = test.test.left
-    parts = [ast.get_source_segment(body, arg) or "" for arg in call.args]
-    parts += [f"{kw.arg}={ast.get_source_segment(body, kw.value)}" for kw in call.keywords]
     output = ast.get_source_segment(body, test.test.comparators[0]) or ""
     trailing = bool(cot[matches[-1].end():].strip())
-    return ParsedAnswer(call.func.id, ", ".join(parts), output, len(matches), trailing)
+    return ParsedAnswer(call.func.id, arguments_text(call, body), output, len(matches), trailing)
 
 
 def same_arguments(a: str, b: str) -> bool:
