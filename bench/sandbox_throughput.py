@@ -7,13 +7,17 @@
     since this code is untrusted too;
 (b) one subprocess per call under PySnooper, as the reference pipeline does (each in its own network
     namespace; measured on the first --snoop problems).
-Every stream is sequential, so each rate is per core. Also prints the tracer's own cost per line event.
+Every stream is sequential. Rates are given per wall second of that stream and per CPU second it used (the
+sandbox's whole process tree: client, bubblewrap, fork server and its children, read from /proc) — the
+second is the per-core figure. Also prints the tracer's own cost per line event.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,21 +66,48 @@ def in_one_child(problems: list[tuple[str, str]], traced: bool) -> tuple[float, 
     return seconds, events
 
 
-def sandboxed(problems: list[tuple[str, str]], runs: int) -> float:
+def sandboxed(problems: list[tuple[str, str]], runs: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds for every call through one sandbox."""
     with Sandbox(Limits(runs=runs)) as box:
-        started = time.perf_counter()
+        assert box._proc is not None
+        cpu_before, started = _tree_cpu(box._proc.pid), time.perf_counter()
         for code, args in problems:
             box.run({"code": code, "entry_point": "f", "input": args})
-        return time.perf_counter() - started
+        return time.perf_counter() - started, _tree_cpu(box._proc.pid) - cpu_before
 
 
-def snooped(problems: list[tuple[str, str]]) -> float:
-    started = time.perf_counter()
+def snooped(problems: list[tuple[str, str]]) -> tuple[float, float]:
+    started, cpu_before = time.perf_counter(), _children_cpu()
     with tempfile.TemporaryDirectory() as scratch:
         for code, args in problems:
             subprocess.run(["unshare", "-n", sys.executable, "-c", _SNOOP.format(code=code, args=args)],
                            cwd=scratch, capture_output=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of this process plus `pid` and its descendants, including the children they reaped."""
+    own = os.times()
+    return own.user + own.system + sum(_proc_cpu(p) for p in _descendants(pid))
+
+
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        for child in children.read().split():
+            found += _descendants(int(child))
+    return found
+
+
+def _proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return sum(int(ticks) for ticks in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
 def main() -> None:
@@ -90,20 +121,21 @@ def main() -> None:
 
     plain_s, _ = in_one_child(problems, traced=False)
     traced_s, events = in_one_child(problems, traced=True)
-    once_s = sandboxed(problems, runs=1)
-    twice_s = sandboxed(problems, runs=2)
-    snoop_s = snooped(problems[: args.snoop]) * n / args.snoop
+    once_s, once_cpu = sandboxed(problems, runs=1)
+    twice_s, twice_cpu = sandboxed(problems, runs=2)
+    snoop_s, snoop_cpu = (x * n / args.snoop for x in snooped(problems[: args.snoop]))
 
-    print(f"{n} CRUXEval calls, one core each stream")
-    print(f"(a) plain exec, no tracer, no isolation per call: {n / plain_s:10.0f} calls/s")
-    print(f"    traced in-process (tracer only):             {n / traced_s:10.0f} calls/s "
+    print(f"{n} CRUXEval calls, one sequential stream each; rates per wall second | per CPU second")
+    print(f"(a) plain exec, no tracer, no isolation per call: {n / plain_s:8.0f} calls/s")
+    print(f"    traced in-process (tracer only):             {n / traced_s:8.0f} calls/s "
           f"({events} events; tracer cost {(traced_s - plain_s) / events * 1e6:.2f} µs per event)")
-    print(f"tracecot sandbox, traced, 1 run per call:        {n / once_s:10.1f} calls/s")
-    print(f"tracecot sandbox, traced, 2 runs (default):      {n / twice_s:10.1f} calls/s")
-    print(f"(b) subprocess + PySnooper per call:             {n / snoop_s:10.1f} calls/s "
+    print(f"tracecot sandbox, traced, 1 run per call:        {n / once_s:8.1f} | {n / once_cpu:6.1f} calls/s")
+    print(f"tracecot sandbox, traced, 2 runs (default):      {n / twice_s:8.1f} | {n / twice_cpu:6.1f} calls/s")
+    print(f"(b) subprocess + PySnooper per call:             {n / snoop_s:8.1f} | {n / snoop_cpu:6.1f} calls/s "
           f"(measured on {args.snoop})")
-    print(f"ratio sandbox (1 run) vs (b): {snoop_s / once_s:.1f}x faster; vs (a): {once_s / plain_s:.0f}x slower")
-    print(f"ratio sandbox (2 runs) vs (b): {snoop_s / twice_s:.1f}x faster")
+    for label, wall, cpu in (("1 run", once_s, once_cpu), ("2 runs", twice_s, twice_cpu)):
+        print(f"sandbox ({label}) vs (b): {snoop_s / wall:.1f}x faster by wall, {snoop_cpu / cpu:.1f}x by CPU; "
+              f"vs (a): {wall / plain_s:.0f}x slower")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import builtins
 import io
 import json
 import sys
+import time
 from typing import Any
 
 from operators import isolation
@@ -63,6 +64,45 @@ def evaluate_args(args_text: str, namespace: dict[str, Any]) -> tuple[tuple, dic
         if not _round_trips(value, render(value, limit=sys.maxsize)[0]):
             raise BadInput(f"input value is not a Python literal: {render(value, 80)[0]}")
     return args, kwargs
+
+
+def run_repeated(job: dict[str, Any], runs: int, timeout_s: float) -> dict[str, Any]:
+    """Run a job `runs` times in this process, each from fresh module state; differing runs → nondeterministic.
+
+    Runs share the forked child, so they agree on what a fresh process would (the code is executed anew in a
+    new namespace, `random` keeps its stream, the clock moves on) at the cost of one fork instead of `runs`.
+    """
+    run = run_program if job.get("kind") == "program" else run_traced
+    first = _timed(run, job, timeout_s)
+    for _ in range(runs - 1):
+        if first["outcome"] not in ("ok", "exception"):
+            break
+        difference = _difference(first, _timed(run, job, timeout_s))
+        if difference:
+            return {"outcome": "nondeterministic", "message": difference}
+    return first
+
+
+def _timed(run: Any, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One run; over `timeout_s` is a timeout even when it finished (the parent kills only past all runs)."""
+    started = time.monotonic()
+    result = run(job)
+    if time.monotonic() - started > timeout_s:
+        return {"outcome": "timeout", "message": "wall-clock limit reached"}
+    return result
+
+
+def _difference(first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    """How two runs of the same call differ (outcome, output, exception or trace), or None."""
+    for key in ("outcome", "output", "exc_type", "message"):
+        if first.get(key) != second.get(key):
+            return f"two runs differ in {key}: {str(first.get(key))[:60]!r} vs {str(second.get(key))[:60]!r}"
+    for a, b in zip(first.get("trace", []), second.get("trace", []), strict=False):
+        if a != b:
+            return f"two runs differ at trace step {a['step']} (line {a['line']})"
+    if len(first.get("trace", [])) != len(second.get("trace", [])):
+        return "two runs have traces of different lengths"
+    return None
 
 
 def run_traced(job: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def main() -> None:
         "timeout": True,
         "scrubbed_env": True,
         "scratch_dir": True,
-        "unprivileged_uid": False,
+        "unprivileged_uid": isolation.can_drop_privileges(),
         "readonly_fs": not os.access("/", os.W_OK),
         "no_capabilities": isolation.undumpable(),
     })
@@ -56,52 +56,28 @@ def main() -> None:
 
 
 def serve(job: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
-    """Run the job `limits["runs"]` times in fresh children; results that differ are `nondeterministic`."""
+    """Run one job in a fresh child, in a fresh, empty scratch directory removed afterwards."""
     started = time.monotonic()
-    scratch = tempfile.mkdtemp(prefix="tracecot-job-")  # the same path for every run, so runs can agree
-    result = run_once(job, limits, scratch)
-    for _ in range(limits.get("runs", 1) - 1):
-        if result["outcome"] not in ("ok", "exception"):
-            break
-        difference = _difference(result, run_once(job, limits, scratch))
-        if difference:
-            result = {"outcome": "nondeterministic", "message": difference}
-            break
-    result["wall_s"] = round(time.monotonic() - started, 6)
-    return result
-
-
-def run_once(job: dict[str, Any], limits: dict[str, Any], scratch: str) -> dict[str, Any]:
-    """One forked child in a fresh, empty `scratch` directory, removed afterwards."""
-    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="tracecot-job-")
+    if _layers["unprivileged_uid"]:
+        os.chown(scratch, isolation.NOBODY, isolation.NOBODY)
     read_end, write_end = os.pipe()
-    started = time.monotonic()
     pid = os.fork()
     if pid == 0:
         _child(job, limits, scratch, write_end)
     os.close(write_end)
     try:
-        data, outcome = _collect(read_end, started + limits["timeout_s"], limits["max_result_bytes"])
+        deadline = started + limits["runs"] * limits["timeout_s"]
+        data, outcome = _collect(read_end, deadline, limits["max_result_bytes"])
         _kill_group(pid)  # the result is in (or never will be): whatever still runs goes, so waitpid returns
         status = os.waitpid(pid, 0)[1]
     finally:
         os.close(read_end)
         _kill_group(pid)
         shutil.rmtree(scratch, ignore_errors=True)
-    return _interpret(data, outcome, status)
-
-
-def _difference(first: dict[str, Any], second: dict[str, Any]) -> str | None:
-    """How two runs of the same call differ (outcome, output, exception or trace), or None."""
-    for key in ("outcome", "output", "exc_type", "message"):
-        if first.get(key) != second.get(key):
-            return f"two runs differ in {key}: {str(first.get(key))[:60]!r} vs {str(second.get(key))[:60]!r}"
-    for a, b in zip(first.get("trace", []), second.get("trace", []), strict=False):
-        if a != b:
-            return f"two runs differ at trace step {a['step']} (line {a['line']})"
-    if len(first.get("trace", [])) != len(second.get("trace", [])):
-        return "two runs have traces of different lengths"
-    return None
+    result = _interpret(data, outcome, status)
+    result["wall_s"] = round(time.monotonic() - started, 6)
+    return result
 
 
 def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end: int) -> None:
@@ -112,11 +88,13 @@ def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end:
         os.chdir(scratch)
         isolation.scrub_environment(scratch)
         isolation.limit_resources(limits)
+        if _layers["unprivileged_uid"] and os.geteuid() == 0:
+            isolation.drop_privileges()
         isolation.drop_capabilities()
         if _syscall_filter is not None:
             _syscall_filter.load()
         isolation.watch_violations()
-        result = calls.run_program(job) if job.get("kind") == "program" else calls.run_traced(job)
+        result = calls.run_repeated(job, limits["runs"], limits["timeout_s"])
         data = calls.encode_result(result)
     except MemoryError:
         data = b'{"outcome":"memory","message":"memory limit reached"}'

@@ -20,9 +20,10 @@ from operators.prompts import messages, student_prompt
 from operators.records import DIRECTIONS, content_hash, record_id, reject, table
 from operators.stage import guarded
 
-FORMATS = ("generic", "cruxeval", "mbpp", "humaneval")
+FORMATS = ("generic", "asserts", "cruxeval", "mbpp", "humaneval")
 _REQUIRED = {
     "generic": ("id", "code", "entry_point", "inputs"),
+    "asserts": ("id", "code", "tests"),
     "cruxeval": ("id", "code", "input", "output"),
     "mbpp": ("task_id", "code", "test_list"),
     "humaneval": ("task_id", "prompt", "canonical_solution", "test", "entry_point"),
@@ -53,6 +54,8 @@ def detect_format(row: dict[str, Any]) -> str | None:
         return "mbpp"
     if "inputs" in keys:
         return "generic"
+    if {"tests", "code"} <= keys:
+        return "asserts"
     if {"input", "output", "code"} <= keys:
         return "cruxeval"
     return None
@@ -71,6 +74,10 @@ def to_problem(row: dict[str, Any], fmt: str) -> Problem:
         problem = _generic(row)
     elif fmt == "cruxeval":
         problem = Problem(str(row["id"]), row["code"], "f", [row["input"]], [row["output"]])
+    elif fmt == "asserts":
+        if not isinstance(row["tests"], list) or not all(isinstance(test, str) for test in row["tests"]):
+            raise BadProblem("bad_field", "asserts row: 'tests' must be a list of assert statements")
+        problem = _from_asserts(str(row["id"]), row["code"], row["tests"], None)
     elif fmt == "mbpp":
         problem = _from_asserts(str(row["task_id"]), _join(row.get("test_setup_code"), row["code"]),
                                 list(row["test_list"]), None)

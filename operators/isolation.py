@@ -4,7 +4,8 @@ Process-wide layers (`enter_network_namespace`, `undumpable`) are applied once b
 layers (`limit_resources`, `scrub_environment`, `drop_capabilities`, the seccomp filter) by each forked child
 before user code runs.
 The read-only root comes from running the fork server under bubblewrap (`operators.sandbox`) where that
-works. Not done yet: dropping to an unprivileged uid.
+works. A child started as root drops to `nobody` only where `nobody` can still read the standard library:
+an interpreter under root's home (pyenv) cannot be read by anyone else, unless bubblewrap re-exposes it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ _DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat", "kill"
            "process_vm_readv", "process_vm_writev", "unshare", "setns", "mount", "umount2", "bpf",
            "perf_event_open", "io_uring_setup", "keyctl", "add_key", "request_key")
 PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_CMP_MASKED_EQ = 7
+_NR_SCMP_ERROR = -1
+NOBODY = 65534
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _CAPABILITY_VERSION_3 = 0x20080522
 # Audit events that mean user code tried to leave the sandbox. seccomp is the boundary; the audit hook only
@@ -38,6 +46,28 @@ def enter_network_namespace() -> bool:
 def undumpable() -> bool:
     """Make this process's /proc entries (open pipes, memory) unreachable for processes without privileges."""
     return _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def drop_privileges() -> None:
+    """Become `nobody` (no supplementary groups): no file or process of another user is reachable."""
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def can_drop_privileges() -> bool:
+    """Whether children can run unprivileged: already not root, or `nobody` can import the standard library."""
+    if os.geteuid() != 0:
+        return True
+    pid = os.fork()
+    if pid == 0:
+        try:
+            drop_privileges()
+            with open(os.path.join(os.path.dirname(os.__file__), "decimal.py"), "rb"):
+                os._exit(0)
+        finally:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 class _CapHeader(ctypes.Structure):
@@ -76,23 +106,75 @@ def scrub_environment(home: str) -> None:
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"})
 
 
-def syscall_filter() -> Any | None:
-    """A seccomp filter denying sockets and new processes (threads still work); None if unavailable.
+class SyscallFilter:
+    """A compiled seccomp BPF program; `load` installs it in the calling process with two prctl calls."""
 
-    Built once by the fork server: building costs milliseconds, loading a built one in a child does not.
+    def __init__(self, program: bytes) -> None:
+        self._program = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._program, ctypes.c_void_p))
+
+    def load(self) -> None:
+        if (_LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                or _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0):
+            raise OSError(ctypes.get_errno(), "loading the seccomp filter failed")
+
+
+def syscall_filter() -> SyscallFilter | None:
+    """The seccomp filter denying sockets and new processes (threads still work); None without libseccomp.
+
+    libseccomp compiles the rules once, in the fork server; each child only loads the compiled program.
     """
     try:
-        import pyseccomp as seccomp
-    except (ImportError, OSError):
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
         return None
-    deny = seccomp.ERRNO(errno.EPERM)
-    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-    for name in _DENIED:
-        rules.add_rule(deny, name)
-    # clone without CLONE_THREAD makes a process; clone3 answers ENOSYS so libc falls back to clone.
-    rules.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
-    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-    return rules
+    lib.seccomp_init.restype = ctypes.c_void_p
+    context = ctypes.c_void_p(lib.seccomp_init(_SCMP_ACT_ALLOW))
+    try:
+        for name in _DENIED:
+            _deny(lib, context, name, errno.EPERM)
+        # clone without CLONE_THREAD makes a process; clone3 answers ENOSYS so libc falls back to clone.
+        _deny(lib, context, "clone", errno.EPERM, _ArgCmp(0, _SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))
+        _deny(lib, context, "clone3", errno.ENOSYS)
+        return SyscallFilter(_export(lib, context))
+    except OSError:
+        return None
+    finally:
+        lib.seccomp_release(context)
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _deny(lib: ctypes.CDLL, context: ctypes.c_void_p, name: str, code: int, *conditions: _ArgCmp) -> None:
+    number = lib.seccomp_syscall_resolve_name(name.encode())
+    if number == _NR_SCMP_ERROR:
+        return  # not a system call on this architecture
+    array = (_ArgCmp * len(conditions))(*conditions)
+    if lib.seccomp_rule_add_array(context, 0x00050000 | code, number, len(conditions), array) != 0:
+        raise OSError(f"seccomp: cannot add a rule for {name}")
+
+
+def _export(lib: ctypes.CDLL, context: ctypes.c_void_p) -> bytes:
+    read_end, write_end = os.pipe()  # a filter is a few hundred bytes: it fits the pipe's buffer
+    try:
+        failed = lib.seccomp_export_bpf(context, write_end)
+        os.close(write_end)
+        write_end = -1
+        program = os.read(read_end, 1 << 16)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    if failed or not program:
+        raise OSError("seccomp: cannot export the filter")
+    return program
 
 
 def watch_violations() -> None:

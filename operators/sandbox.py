@@ -8,11 +8,13 @@ code can never crash the caller: every failure comes back as an outcome.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from operators.wire import recv_msg, send_msg
@@ -24,11 +26,39 @@ LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", 
 DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout")
 _START_TIMEOUT_S = 60.0
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
-# bubblewrap: everything read-only (the interpreter may live anywhere, /tmp included) but a private tmpfs
-# for the scratch directories, in fresh namespaces.
-_BWRAP = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(256 << 20),
-          "--tmpfs", "/dev/shm", "--unshare-all", "--die-with-parent", "--new-session", "--chdir", "/", "--"]
 _BWRAP_ENV = {**_ENV, "TMPDIR": "/dev/shm"}
+_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bwrap_command() -> list[str]:
+    """bubblewrap: everything read-only, a private tmpfs for scratch directories, fresh namespaces, and the
+    home directory (credentials) replaced by an empty one, with only the interpreter and its packages kept.
+
+    No user namespace as root: it would map uid 0 alone, and children could not drop to `nobody`.
+    """
+    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+               "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/dev/shm"]
+    home = os.path.realpath(os.path.expanduser("~"))
+    if home != "/" and os.path.isdir(home):
+        command += ["--perms", "0755", "--tmpfs", home]
+        command += _home_binds(home)
+    if os.geteuid() != 0:
+        command.append("--unshare-user")
+    return [*command, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--chdir", "/", "--"]
+
+
+def _home_binds(home: str) -> list[str]:
+    """bwrap arguments that re-expose, inside the emptied home, the directories the interpreter needs."""
+    needed = (sys.prefix, sys.base_prefix, _PROJECT, *sys.path)
+    inside = {os.path.realpath(p) for p in needed if p and os.path.isdir(p)}
+    inside = {p for p in inside if p.startswith(home + os.sep)}
+    args: list[str] = []
+    for path in sorted(p for p in inside if not any(p.startswith(q + os.sep) for q in inside)):
+        parents = [str(d) for d in reversed(Path(path).parents) if str(d).startswith(home + os.sep)]
+        args += [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
+        args += ["--ro-bind", path, path]
+    return args
 
 
 _OK_FIELDS = {"output": str, "trace": list, "output_is_literal": bool, "output_truncated": bool,
@@ -62,7 +92,7 @@ class Limits:
     runs: int = 2  # each call runs this many times; differing results are reported `nondeterministic`
 
     def wire(self) -> dict[str, Any]:
-        return {**asdict(self), "cpu_s": math.ceil(self.timeout_s) + 1}
+        return {**asdict(self), "cpu_s": math.ceil(self.runs * self.timeout_s) + 1}
 
 
 class Sandbox:
@@ -106,7 +136,7 @@ class Sandbox:
         # Under bubblewrap where it works (read-only root, private /tmp, own namespaces), else as it is.
         # The fork server gets a minimal environment: secrets of the caller never reach it or its children.
         server = [sys.executable, "-m", "operators.forkserver"]
-        attempts = [(_BWRAP + server, _BWRAP_ENV)] if shutil.which("bwrap") else []
+        attempts = [(bwrap_command() + server, _BWRAP_ENV)] if shutil.which("bwrap") else []
         attempts.append((server, _ENV))
         for number, (command, env) in enumerate(attempts, 1):
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -40,6 +40,15 @@ def test_generic_rows_keep_their_id_and_keyword_inputs():
     assert rows[1]["expected_output"] == "10"
 
 
+def test_assert_style_tests_give_the_calls_inside_them():
+    rows = parse(json.dumps({"id": "a1", "code": "def add(a, b=0):\n    return a + b\n",
+                             "tests": ["assert add(1, 2) == 3", "assert add(a=4) == 4\nassert add(1, 2) == 3"]}))
+    assert detect_format({"id": "a1", "code": "", "tests": []}) == "asserts"
+    assert [row["input"] for row in rows] == ["1, 2", "a=4"]
+    assert [row["expected_output"] for row in rows] == ["3", "4"]
+    assert {row["entry_point"] for row in rows} == {"add"}
+
+
 def test_every_shipped_sample_parses():
     for line in SAMPLES.read_text().splitlines():
         assert all(row.get("reason") is None for row in parse(line))

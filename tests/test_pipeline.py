@@ -99,6 +99,31 @@ def test_bad_rows_are_rejected_and_counted(local_ray, tmp_path):
     assert {r["problem_id"] for r in accepted} == {"good"}
 
 
+HOSTILE = {
+    "connect": ("import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', 1), timeout=1)\n    return x\n",
+                "sandbox_violation"),
+    "fork-bomb": ("import os\ndef f(x):\n    while True:\n        os.fork()\n", "sandbox_violation"),
+    "spin": ("def f(x):\n    while True:\n        x += 1\n", "timeout"),
+    "memory-bomb": ("def f(x):\n    return 'a' * (4 * 2**30)\n", "memory"),
+    "exit": ("import os\ndef f(x):\n    os._exit(0)\n", "killed"),
+    "random": ("import random\ndef f(x):\n    return random.random()\n", "nondeterministic"),
+    "kill-parent": ("import os, signal\ndef f(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n", "sandbox_violation"),
+}
+
+
+def test_hostile_rows_in_a_whole_run(local_ray, tmp_path):
+    rows = [{"id": name, "code": code, "entry_point": "f", "inputs": ["1"]} for name, (code, _) in HOSTILE.items()]
+    rows.append({"id": "good", "code": "def f(x):\n    y = x * 2\n    return y\n", "entry_point": "f",
+                 "inputs": ["4"]})
+    problems = tmp_path / "hostile.jsonl"
+    problems.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    report = run_job(input=str(problems), output=str(tmp_path / "out"), **{"sandbox.timeout_s": 1.0})
+    funnel_adds_up(report)
+    rejected = {(r["problem_id"], r["reason"]) for r in read(tmp_path / "out", "rejected").to_pylist()}
+    assert rejected == {(name, reason) for name, (_, reason) in HOSTILE.items()}
+    assert {r["problem_id"] for r in read(tmp_path / "out", "records").to_pylist()} == {"good"}
+
+
 def test_a_new_direction_reuses_what_is_done(local_ray, tmp_path):
     forward = run_job(output=str(tmp_path), limit=5, directions="forward")
     both = run_job(output=str(tmp_path), limit=5)

@@ -187,3 +187,49 @@ def test_closing_the_result_pipe_and_sleeping_does_not_stall(sandbox):
     body = "import os, time\ndef f():\n    os.closerange(3, 1024)\n    time.sleep(600)\n"
     result = run(sandbox, body)
     assert result["outcome"] == "killed" and result["wall_s"] < 5
+
+
+def test_fork_bomb_is_stopped(sandbox):
+    body = "import os\ndef f():\n    while True:\n        os.fork()\n"
+    assert run(sandbox, body)["outcome"] == "sandbox_violation"
+    assert run(sandbox, "def f():\n    return 1\n")["output"] == "1"
+
+
+def test_children_run_unprivileged_and_cannot_see_the_home_directory(sandbox):
+    if not sandbox.isolation["unprivileged_uid"]:
+        pytest.skip("nobody cannot read this interpreter (no bubblewrap to re-expose it)")
+    home = Path.home()
+    body = (f"import os\ndef f():\n    hidden = os.path.exists({str(home / '.bash_history')!r})\n"
+            f"    return [os.getuid(), os.getgid(), hidden]\n")
+    result = run(sandbox, body)
+    assert result["outcome"] == "ok"
+    uid, gid, _ = eval(result["output"])
+    assert uid != 0 and gid != 0
+    if sandbox.isolation["readonly_fs"] and os.geteuid() == 0:
+        secret = home / f".tracecot-secret-{uuid.uuid4().hex}"
+        secret.write_text("s3cr3t")
+        try:
+            body = f"def f():\n    return open({str(secret)!r}).read()\n"
+            assert run(sandbox, body)["outcome"] == "exception"
+        finally:
+            secret.unlink()
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("def f():\n    return lambda x: x\n", "<function>"),
+    ("def f():\n    return (i for i in range(3))\n", "<generator>"),
+    ("import threading\ndef f():\n    return threading.Lock()\n", "<lock>"),
+])
+def test_unpicklable_returns_come_back_as_text(sandbox, body, text):
+    result = run(sandbox, body)
+    assert result["outcome"] == "ok" and not result["output_is_literal"]
+    assert result["output"].startswith(text[:-1])
+
+
+def test_generators_are_traced_across_resumes(sandbox):
+    body = ("def gen(n):\n    for i in range(n):\n        yield i * i\n"
+            "def f(n):\n    return sum(gen(n))\n")
+    result = run(sandbox, body, args="3")
+    assert result["outcome"] == "ok" and result["output"] == "5"
+    returns = [e.get("value") for e in result["trace"] if e["event"] == "return" and e["func"] == "gen"]
+    assert returns == ["0", "1", "4", "None"]
