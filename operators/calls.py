@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import time
+import types
 from typing import Any
 
 from operators import isolation
@@ -53,7 +54,7 @@ def evaluate_args(args_text: str, namespace: dict[str, Any]) -> tuple[tuple, dic
 
     Inputs are usually literals (`"[1, 2], 'a'"`) but data sets also use expressions such as
     `"'ab' * 3"` or names the code defines, as in CRUXEval's checker; either is accepted as long as every
-    resulting value is itself a literal.
+    resulting value is a literal, a range, or a lambda written in the input.
     """
     check_syntax(args_text)
     try:
@@ -61,9 +62,17 @@ def evaluate_args(args_text: str, namespace: dict[str, Any]) -> tuple[tuple, dic
     except Exception as err:
         raise BadInput(f"input could not be evaluated: {type(err).__name__}: {str(err)[:80]}") from err
     for value in (*args, *kwargs.values()):
-        if not _round_trips(value, render(value, limit=sys.maxsize)[0]):
+        if not (_written_in_input(value) or _round_trips(value, render(value, limit=sys.maxsize)[0])):
             raise BadInput(f"input value is not a Python literal: {render(value, 80)[0]}")
     return args, kwargs
+
+
+def _written_in_input(value: Any) -> bool:
+    """A range, or a lambda defined by the input text itself: rebuilt exactly whenever that text is evaluated."""
+    if isinstance(value, range):
+        return True
+    return isinstance(value, types.LambdaType) and value.__name__ == "<lambda>" \
+        and value.__code__.co_filename == "<string>"
 
 
 def run_repeated(job: dict[str, Any], runs: int, timeout_s: float) -> dict[str, Any]:

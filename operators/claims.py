@@ -8,6 +8,7 @@ Kinds of claims, each found by one pattern below:
   change     "`x` becomes `v`", "`x` = `v`", "sets `x` to `v`", "`x` is set to `v`" → x's next change is v
   state      "`x` is `v`", "`x` was `v`", "`x` holds `v`"  → x's value just before the current step
   condition  "the condition on line 5 (`n > 2`) is True"
+  compare    "`5` > `2` is True" (a side may name a variable: its value before the current step)
   returns    "`g` returns `v`", "`g` yields `v`"
   comprehension "the comprehension on line 3 builds `v`"
   calls      "calls `g`"                               → the next call is of g
@@ -30,6 +31,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "condition": re.compile(r"condition on line (?P<line>\d{1,9})(?: \(`[^`\n]*`\))? (?:is|was) (?P<truth>True|False)"),
     "comprehension": re.compile(r"comprehension on line (?P<line>\d{1,9}) (?:builds|produces) "
                                 + _VALUE.format("value")),
+    "compare": re.compile(r"`(?P<left>[^`\n]+)` (?P<op><=|>=|==|!=|<|>|not in|in) `(?P<right>[^`\n]+)` "
+                          r"is (?P<ctruth>True|False)"),
     "line": re.compile(r"\b[Ll]ine (?P<line>\d{1,9})\b"),
     "change": re.compile(
         r"(?:" + _NAME + r" (?:becomes|became|is set to|was set to|changes to|=)"

@@ -201,11 +201,12 @@ class ParseProblems(LineParser):
     """
 
     def __init__(self, fmt: str | None, source: str, fingerprint: str, directions: tuple[str, ...] = DIRECTIONS,
-                 done: frozenset[str] = frozenset()) -> None:
+                 done: frozenset[str] = frozenset(), samples: int = 1) -> None:
         self.fmt = fmt
         self.source = source
         self.fingerprint = fingerprint
-        self.directions = directions
+        self.directions = tuple(d for d in directions for _ in range(samples))  # one item per narration
+        self.samples = samples
         self.done = done
         self.seen: Counter[str] = Counter()  # calls met so far; this stage runs as a single actor
 
@@ -236,7 +237,8 @@ class ParseProblems(LineParser):
 
     def _call_rows(self, base: dict, problem: Problem, args: str, expected: str | None) -> list[dict[str, Any]]:
         """The row to run for one call, plus a skipped row for its directions already in the output."""
-        ids = [record_id(problem.code, problem.entry_point, args, d, self.fingerprint) for d in self.directions]
+        ids = [record_id(problem.code, problem.entry_point, args, d, self.fingerprint, n % self.samples)
+               for n, d in enumerate(self.directions)]
         row = {**base, "problem_id": problem.problem_id, "code": problem.code, "entry_point": problem.entry_point,
                "input": args, "expected_output": expected, "stage": "ingest"}
         self.seen[ids[0]] += 1

@@ -24,6 +24,8 @@ KINDS: dict[str, tuple[str, _Edit]] = {
     "wrong_value": (r"(`\w+` (?:becomes|is set to|=) )`([^`]+)`", _value),
     "wrong_branch": (r"(condition on line \d+ \(`[^`]*`\) is )(True|False)",
                      lambda m: m.group(1) + ("False" if m.group(2) == "True" else "True")),
+    "wrong_comparison": (r"(`[^`]+` (?:<=|>=|==|!=|<|>|not in|in) `[^`]+` is )(True|False)",
+                         lambda m: m.group(1) + ("False" if m.group(2) == "True" else "True")),
     "off_by_one_loop_count": (r"(finishes after )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 1}"),
     "wrong_return": (r"(`[\w.]+` returns )`([^`]+)`", _value),
     "wrong_answer": (r"(\[ANSWER\]assert .*?\) == )(.+?)(\[/ANSWER\])",

@@ -237,6 +237,9 @@ class TemplateNarrator:
             story.say(f"When iteration {first} of the loop on line {loop.line} begins, " + ", ".join(state) + ".")
 
 
+_CONSTANTS = ("True", "False", "None")
+
+
 def _deciding(view: TraceView, index: int, past: bool = False) -> str:
     """`, as `x` is `3`` for the local values a condition reads (short ones only, to stay readable)."""
     values = []
@@ -244,7 +247,21 @@ def _deciding(view: TraceView, index: int, past: bool = False) -> str:
         value = view.state_before(index, name)
         if value is not None and len(value) <= 40 and "`" not in value:
             values.append(f"`{name}` {'was' if past else 'is'} `{value}`")
+    comparison = _comparison(view, index)
+    if comparison:
+        values.append(comparison)
     return ", as " + " and ".join(values) if values else ""
+
+
+def _comparison(view: TraceView, index: int) -> str | None:
+    """`` `5` > `2` is True `` for a condition comparing two names or constants, with the values it compared."""
+    parts = view.structure.comparisons.get(view.events[index]["line"])
+    if parts is None:
+        return None
+    left, op, right = (view.state_before(index, p) if p.isidentifier() and p not in _CONSTANTS else p for p in parts)
+    if left is None or right is None or any(len(v) > 40 or "`" in v or "\n" in v for v in (left, right)):
+        return None
+    return f"`{left}` {op} `{right}` is {view.branch_taken(index)}"
 
 
 def _times(n: int) -> str:

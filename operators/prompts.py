@@ -79,13 +79,14 @@ def render_trace(events: list[dict], code: str, budget_chars: int = 6000, full_i
             skipping = True
             continue
         skipping = False
-        text = _trace_line(event)
+        text = render_event(event)
         if text:
             lines.append(text)
     return _fit(lines, budget_chars)
 
 
-def _trace_line(event: dict) -> str | None:
+def render_event(event: dict) -> str | None:
+    """One trace step as the teacher prompt shows it (`L4 it2: i=1, total=3`)."""
     indent = "  " * event["depth"]
     visit = f" it{event['loop_iter']}" if "loop_iter" in event else ""
     changes = ", ".join(f"{k}={v}" for k, v in event.get("changes", {}).items())

@@ -39,6 +39,7 @@ RECORD_SCHEMA = pa.schema([
     ("answer", pa.string()),
     ("messages", MESSAGES),
     ("narrator", pa.string()),
+    ("attempt", pa.int32()),  # model narrators: 0 for the first answer, k after k retries with feedback
     ("verification", VERIFICATION),
     ("isolation", pa.list_(pa.string())),
     ("fingerprint", pa.string()),
@@ -66,6 +67,9 @@ WORK_SCHEMA = pa.schema([
     ("directions", pa.list_(pa.string())),
     ("record_ids", pa.list_(pa.string())),
     ("rows_read", pa.int32()),
+    ("retried", pa.bool_()),  # a rejected model attempt that was asked again: kept, but not the item's outcome
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
     ("skipped", pa.bool_()),
     ("t_ingest", pa.float64()),
     ("t_execute", pa.float64()),
@@ -79,8 +83,10 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def record_id(code: str, entry_point: str, input_text: str, direction: str, fingerprint: str) -> str:
-    """The id of a (problem call, direction) under one fingerprint: equal inputs give equal ids."""
+def record_id(code: str, entry_point: str, input_text: str, direction: str, fingerprint: str, sample: int = 0) -> str:
+    """The id of a (problem call, direction, sample) under one fingerprint: equal inputs give equal ids."""
+    if sample:
+        return content_hash(code, entry_point, input_text, direction, fingerprint, sample)
     return content_hash(code, entry_point, input_text, direction, fingerprint)
 
 

@@ -17,6 +17,7 @@ class Structure:
     branches: dict[int, tuple[int, int]]  # `if`/`elif` line -> (first, last) line of its body
     statements: dict[int, int]  # a later line of a multi-line statement (or header) -> its first line
     condition_names: dict[int, list[str]]  # `if`/`elif`/`while` line -> the names its condition reads
+    comparisons: dict[int, tuple[str, str, str]]  # such a line whose condition is `a OP b` -> (a, OP, b)
 
 
 @lru_cache(maxsize=256)
@@ -25,6 +26,7 @@ def structure(code: str) -> Structure:
     branches: dict[int, tuple[int, int]] = {}
     statements: dict[int, int] = {}
     condition_names: dict[int, list[str]] = {}
+    comparisons: dict[int, tuple[str, str, str]] = {}
     for node in ast.walk(ast.parse(code)):
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
             loops[node.lineno] = node.end_lineno or node.lineno
@@ -32,12 +34,30 @@ def structure(code: str) -> Structure:
             branches[node.lineno] = (node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno)
             names = (n.id for n in ast.walk(node.test) if isinstance(n, ast.Name))
             condition_names[node.lineno] = list(dict.fromkeys(names))
+            comparison = _simple_comparison(node.test, code)
+            if comparison:
+                comparisons[node.lineno] = comparison
         if isinstance(node, ast.stmt):
             body = getattr(node, "body", None)
             last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
             for line in range(node.lineno + 1, last + 1):
                 statements.setdefault(line, node.lineno)
-    return Structure(loops, branches, statements, condition_names)
+    return Structure(loops, branches, statements, condition_names, comparisons)
+
+
+_OPERATORS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+              ast.In: "in", ast.NotIn: "not in"}
+
+
+def _simple_comparison(test: ast.expr, code: str) -> tuple[str, str, str] | None:
+    """`a OP b` for a condition comparing two names or constants, else None."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _OPERATORS):
+        return None
+    operands = (test.left, test.comparators[0])
+    if not all(isinstance(o, ast.Name | ast.Constant) for o in operands):
+        return None
+    left, right = (ast.get_source_segment(code, o) or "" for o in operands)
+    return left, _OPERATORS[type(test.ops[0])], right
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,9 +25,13 @@ from operators.records import reject
 from operators.sandbox import Limits, Sandbox
 from operators.stage import RowStage
 from operators.structure import TraceView
-from operators.values import canonical
+from operators.values import canonical, parse_literal
 
 VERIFIER_VERSION = "1"
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+    "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
+}
 _FREE_DEPTH = ("calls", "returns", "comprehension", "raises")  # found by function name, at any depth
 
 
@@ -170,7 +175,7 @@ class _Alignment:
             "line": self._line, "iteration": self._iteration, "loopcount": self._loopcount,
             "condition": self._condition, "change": self._change, "state": self._state,
             "returns": self._returns, "calls": self._calls, "raises": self._raises,
-            "comprehension": self._comprehension,
+            "comprehension": self._comprehension, "compare": self._compare,
         }
         for claim in claims:
             self.report.n_claims += 1
@@ -240,6 +245,22 @@ class _Alignment:
     def _state(self, claim: Claim) -> bool:
         name = claim.fields["sname"]
         return same_value(claim.fields["svalue"], self.view.state_before(self.cursor, name))
+
+    def _compare(self, claim: Claim) -> bool | None:
+        """`a OP b is T`: each side a literal or a variable's value before the current step."""
+        sides = []
+        for text in (claim.fields["left"], claim.fields["right"]):
+            if text.isidentifier() and text not in ("True", "False", "None"):
+                text = self.view.state_before(self.cursor, text)
+            try:
+                sides.append(parse_literal(text or ""))
+            except ValueError:
+                return None
+        try:
+            outcome = _COMPARE[claim.fields["op"]](*sides)
+        except (TypeError, RecursionError):
+            return False
+        return outcome is (claim.fields["ctruth"] == "True")
 
     def _returns(self, claim: Claim) -> bool:
         func = claim.fields["func"]
@@ -313,7 +334,7 @@ class VerifyStage(RowStage):
         row = {**row, "verification": report.as_dict(), "stage": "verify"}
         if report.passed:
             return [row]
-        return [reject(row, "verify", _reason(report), report.first_failure or "")]
+        return [reject(row, "verify", reason_for(report), report.first_failure or "")]
 
     def _run_answer(self, row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
         """Run a backward answer's input in the sandbox (traced unless it is the traced input); a reason
@@ -332,7 +353,8 @@ class VerifyStage(RowStage):
         return self._sandbox
 
 
-def _reason(report: Report) -> str:
+def reason_for(report: Report) -> str:
+    """The rejection reason a failed report stands for."""
     if report.n_contradicted:
         return "claim_contradicted"
     if not report.answer_ok:

@@ -9,16 +9,17 @@ from typing import Any
 
 import yaml
 
+from operators.ingest import FORMATS as INPUT_FORMATS
+from operators.models import DEFAULT_MODEL
 from operators.narrate import NARRATOR_VERSION
-from operators.prompts import PROMPT_VERSION
+from operators.prompts import PROMPT_VERSION, TEACHER_PROMPT_VERSION
 from operators.records import DIRECTIONS, content_hash
 from operators.sandbox import DEFAULT_REQUIRED, LAYERS
 from operators.tracer import TRACER_VERSION
 from operators.verify import VERIFIER_VERSION
 
 NARRATORS = ("template", "transformers", "vllm", "openai")
-AVAILABLE_NARRATORS = ("template",)
-FORMATS = ("auto", "generic", "cruxeval", "mbpp", "humaneval")
+FORMATS = ("auto", *INPUT_FORMATS)
 SAMPLE_INPUT = str(Path(__file__).parent / "samples" / "problems.jsonl")
 
 
@@ -48,10 +49,76 @@ class TracerConfig:
 
 
 @dataclass
+class NarratorActors:
+    """Where model narrator actors run and how many: the pool scales between min and max."""
+
+    min: int = 1
+    max: int = 1
+    gpus: float = 0.0  # GPUs per actor (vllm: at least tensor_parallel_size); 0 runs on CPU
+    cpus: float = 0.5
+    resource: str | None = None  # a custom resource each actor also requests, e.g. "narrator" nodes
+
+
+@dataclass
+class TransformersOptions:
+    device: str = "auto"  # auto: cuda when present, else cpu
+
+
+@dataclass
+class VLLMOptions:
+    tensor_parallel_size: int = 1
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.9
+
+
+@dataclass
+class OpenAIOptions:
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key; the key itself is never in a config
+    concurrency: int = 8
+    max_retries: int = 6
+
+
+@dataclass
 class NarratorConfig:
     name: str = "template"
-    model: str | None = None
+    model: str | None = None  # model narrators: a Hugging Face id or folder; null = SmolLM2-135M-Instruct
+    revision: str | None = None
     full_iterations: int = 2
+    samples: int = 1  # narrations per (call, direction)
+    retries: int = 1  # model narrators: re-asks after a rejected answer, showing the first failing claim
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    batch_size: int = 8  # prompts per engine call
+    timeout_s: float = 600.0  # every engine call / HTTP request
+    prompt_budget_chars: int = 6000  # the trace shown to the model is cut to fit
+    actors: NarratorActors = field(default_factory=NarratorActors)
+    transformers: TransformersOptions = field(default_factory=TransformersOptions)
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)
+    openai: OpenAIOptions = field(default_factory=OpenAIOptions)
+
+    @property
+    def is_model(self) -> bool:
+        return self.name != "template"
+
+    def content(self) -> dict[str, Any]:
+        """What decides a narration's text (part of the fingerprint); where actors run does not."""
+        if not self.is_model:
+            return {"name": self.name, "full_iterations": self.full_iterations, "samples": self.samples}
+        keys = ("name", "model", "revision", "full_iterations", "samples", "retries", "max_tokens", "temperature",
+                "top_p", "seed", "prompt_budget_chars")
+        return {key: getattr(self, key) for key in keys} | {"model": self.model or DEFAULT_MODEL}
+
+    def backend_options(self) -> dict[str, Any]:
+        """The constructor options of this narrator's backend."""
+        if self.name == "transformers":
+            return {**dataclasses.asdict(self.transformers), "batch_size": self.batch_size,
+                    "timeout_s": self.timeout_s, "revision": self.revision}
+        if self.name == "vllm":
+            return {**dataclasses.asdict(self.vllm), "revision": self.revision}
+        return {**dataclasses.asdict(self.openai), "timeout_s": self.timeout_s}
 
 
 @dataclass
@@ -83,8 +150,8 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of everything that decides a record's content; reruns skip records with the same one."""
         return content_hash(
-            TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, VERIFIER_VERSION,
-            dataclasses.asdict(self.tracer), dataclasses.asdict(self.narrator), dataclasses.asdict(self.verifier),
+            TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, TEACHER_PROMPT_VERSION, VERIFIER_VERSION,
+            dataclasses.asdict(self.tracer), self.narrator.content(), dataclasses.asdict(self.verifier),
             self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs,
         )[:16]
 
@@ -161,8 +228,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"unknown direction {bad[0]!r} (choose from forward, backward)")
     if config.narrator.name not in NARRATORS:
         raise ConfigError(f"unknown narrator {config.narrator.name!r} (choose from {', '.join(NARRATORS)})")
-    if config.narrator.name not in AVAILABLE_NARRATORS:
-        raise ConfigError(f"narrator {config.narrator.name!r} is not available in this version; use 'template'")
+    narrator = config.narrator
+    if narrator.name == "openai" and not narrator.openai.base_url:
+        raise ConfigError("narrator openai needs narrator.openai.base_url (an OpenAI-compatible endpoint)")
     if config.limit is not None and config.limit < 1:
         raise ConfigError("limit must be a positive number of input rows")
     unknown = sorted(set(config.sandbox.require) - set(LAYERS))
@@ -176,6 +244,16 @@ def validate(config: RunConfig) -> None:
         (config.sandbox.runs >= 1, "sandbox.runs must be at least 1"),
         (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
         (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),
+        (narrator.samples >= 1, "narrator.samples must be at least 1"),
+        (narrator.retries >= 0, "narrator.retries must be 0 or more"),
+        (narrator.max_tokens >= 1, "narrator.max_tokens must be at least 1"),
+        (narrator.temperature >= 0, "narrator.temperature must be 0 or more"),
+        (0 < narrator.top_p <= 1, "narrator.top_p must be in (0, 1]"),
+        (narrator.batch_size >= 1, "narrator.batch_size must be at least 1"),
+        (narrator.timeout_s > 0, "narrator.timeout_s must be positive"),
+        (1 <= narrator.actors.min <= narrator.actors.max, "narrator.actors needs 1 <= min <= max"),
+        (narrator.actors.gpus >= 0, "narrator.actors.gpus must be 0 or more"),
+        (narrator.openai.concurrency >= 1, "narrator.openai.concurrency must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

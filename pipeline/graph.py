@@ -18,13 +18,15 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from operators.backends import Sampling
 from operators.execute import Executor
 from operators.ingest import LineParser, ParseNarrations, ParseProblems
+from operators.model_narrate import ModelNarrateStage
 from operators.narrate import NarrateStage
 from operators.sandbox import Limits, Sandbox
 from operators.verify import VerifyStage
 from pipeline.config import RunConfig
-from pipeline.report import Funnel, Progress, stage_timings, versions, write_report
+from pipeline.report import Funnel, Progress, narration_summary, stage_timings, versions, write_report
 from pipeline.sinks import ParquetSink, count
 from pipeline.sources import input_files, iter_lines, read_problems
 from pipeline.state import done_ids
@@ -49,7 +51,7 @@ def ingest_stage(config: RunConfig, source: Location, done: frozenset[str],
         return ParseNarrations, {"source": name, "fingerprint": config.fingerprint(), "done": done}
     return ParseProblems, {"fmt": None if config.format == "auto" else config.format, "source": name,
                            "fingerprint": config.fingerprint(), "directions": tuple(config.directions),
-                           "done": done}
+                           "done": done, "samples": config.narrator.samples}
 
 
 def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str],
@@ -68,9 +70,7 @@ def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]
                                                "max_events": config.tracer.max_events,
                                                "max_value_len": config.tracer.max_value_len})
     if mode == "narrate":
-        ds = ds.map_batches(NarrateStage, batch_format="pyarrow", batch_size=config.ray.batch_size,
-                            num_cpus=0.1, compute=ActorPoolStrategy(min_size=1, max_size=pool),
-                            fn_constructor_kwargs={"full_iterations": config.narrator.full_iterations})
+        ds = narrate_step(ds, config)
     ds = ds.map_batches(VerifyStage, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.25,
                         compute=ActorPoolStrategy(min_size=1, max_size=pool),
                         fn_constructor_kwargs={"min_coverage": config.verifier.min_coverage,
@@ -81,6 +81,28 @@ def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]
                           compute=ActorPoolStrategy(min_size=1, max_size=1),
                           fn_constructor_kwargs={"output": config.output, "storage": config.storage,
                                                  "run_id": run_id})
+
+
+def narrate_step(ds: ray.data.Dataset, config: RunConfig) -> ray.data.Dataset:
+    """The narrator: template actors on CPU, or a pool of model actors placed where the config says."""
+    narrator = config.narrator
+    if not narrator.is_model:
+        return ds.map_batches(NarrateStage, batch_format="pyarrow", batch_size=config.ray.batch_size,
+                              num_cpus=0.1, compute=ActorPoolStrategy(min_size=1, max_size=config.ray.executors),
+                              fn_constructor_kwargs={"full_iterations": narrator.full_iterations})
+    actors = narrator.actors
+    placement: dict[str, Any] = {"num_cpus": actors.cpus, "num_gpus": actors.gpus}
+    if actors.resource:
+        placement["resources"] = {actors.resource: 1}
+    sampling = Sampling(narrator.max_tokens, narrator.temperature, narrator.top_p, narrator.seed)
+    return ds.map_batches(
+        ModelNarrateStage, batch_format="pyarrow", batch_size=narrator.batch_size,
+        compute=ActorPoolStrategy(min_size=actors.min, max_size=actors.max), **placement,
+        fn_constructor_kwargs={
+            "backend": narrator.name, "model": narrator.content()["model"], "sampling": sampling,
+            "options": narrator.backend_options(), "retries": narrator.retries, "timeout_s": narrator.timeout_s,
+            "prompt_budget_chars": narrator.prompt_budget_chars, "min_coverage": config.verifier.min_coverage,
+            "min_claims": config.verifier.min_claims, "full_iterations": narrator.full_iterations})
 
 
 def up_to_date_tally(config: RunConfig, source: Location, done: frozenset[str], mode: str) -> dict[str, float] | None:
@@ -153,6 +175,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
         "versions": versions(),
         "funnel": funnel.as_dict(),
         "stage_busy_s": stage_timings(funnel),
+        "narration": narration_summary(funnel.tally, config.narrator),
         "records_per_s": round(funnel.tally["accepted"] / wall, 2),
         "already_done_at_start": len(done),
         "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),

@@ -54,6 +54,7 @@ class Funnel:
             "written_records": int(self.tally["accepted"]),
             "written_rejected": sum(self.rejects.values()),
             "rejects_by_reason": self.rejects,
+            "retried_attempts": int(self.tally["retried_attempts"]),  # also in rejected/, not items of their own
         }
 
     def summary_lines(self) -> list[str]:
@@ -64,10 +65,33 @@ class Funnel:
                  f"→ written {int(self.tally['accepted'])}"]
         if self.tally["skipped"]:
             lines.append(f"skipped {int(self.tally['skipped'])} items already in the output (same fingerprint)")
+        if self.tally["retried_attempts"]:
+            lines.append(f"{int(self.tally['retried_attempts'])} model attempts were rejected and asked again "
+                         "(kept in rejected/)")
         if self.rejects:
             reasons = ", ".join(f"{key} {n}" for key, n in self.rejects.items())
             lines.append(f"rejected {sum(self.rejects.values())}: {reasons}")
         return lines
+
+
+def narration_summary(tally: Counter[str], narrator: Any) -> dict[str, Any]:
+    """Tokens, speed, acceptance per narrator and direction, and machine-hours per 1,000 accepted records."""
+    busy = tally["t_narrate"]
+    narrated = {key.split(":", 1)[1]: int(n) for key, n in tally.items() if key.startswith("narrated:")}
+    accepted = {key.split(":", 1)[1]: int(n) for key, n in tally.items() if key.startswith("accepted:")}
+    attempts = sum(narrated.values()) + int(tally["retried_attempts"])
+    summary: dict[str, Any] = {
+        "narrations": attempts, "retried_attempts": int(tally["retried_attempts"]),
+        "tokens_in": int(tally["tokens_in"]), "tokens_out": int(tally["tokens_out"]), "busy_s": round(busy, 2),
+        "narrations_per_s": round(attempts / busy, 3) if busy else None,
+        "tokens_out_per_s": round(tally["tokens_out"] / busy, 1) if busy else None,
+        "acceptance": {key: {"narrated": n, "accepted": accepted.get(key, 0),
+                             "rate": round(accepted.get(key, 0) / n, 4)} for key, n in sorted(narrated.items())},
+    }
+    if narrator.is_model and tally["accepted"]:
+        unit, per_actor = ("gpu", narrator.actors.gpus) if narrator.actors.gpus else ("cpu", narrator.actors.cpus)
+        summary[f"{unit}_hours_per_1000_accepted"] = round(busy * per_actor / 3600 / tally["accepted"] * 1000, 4)
+    return summary
 
 
 class Progress:

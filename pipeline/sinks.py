@@ -20,6 +20,7 @@ from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate
 
 TIMINGS = ("t_ingest", "t_execute", "t_narrate", "t_verify")
+TOKENS = ("tokens_in", "tokens_out")
 TALLY_SCHEMA = pa.schema([("tally", pa.string())])
 
 
@@ -58,8 +59,14 @@ def count(rows: list[dict[str, Any]]) -> tuple[Counter[str], list[dict[str, Any]
     tally: Counter[str] = Counter()
     for row in rows:
         tally["rows_read"] += row.get("rows_read") or 0
-        for key in TIMINGS:
-            tally[key] += row.get(key) or 0.0
+        for key in TIMINGS + TOKENS:
+            tally[key] += row.get(key) or 0
+        if row.get("retried"):
+            tally["retried_attempts"] += 1
+            rejected.append(row)
+            continue
+        if row.get("narrator") and row.get("direction"):
+            tally[f"narrated:{row['narrator']}:{row['direction']}"] += 1
         for unit in _units(row):
             if unit.get("skipped"):
                 tally["skipped"] += 1
@@ -68,6 +75,8 @@ def count(rows: list[dict[str, Any]]) -> tuple[Counter[str], list[dict[str, Any]
                 rejected.append(unit)
             else:
                 tally["accepted"] += 1
+                if unit.get("narrator"):
+                    tally[f"accepted:{unit['narrator']}:{unit['direction']}"] += 1
                 accepted.append(unit)
     return tally, accepted, rejected
 

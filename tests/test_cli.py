@@ -25,7 +25,7 @@ def tracecot(*args, cwd=None, timeout=240):
     (["run", "--bogus"], "unrecognized arguments"),
     (["run", "--input", "/no/such/file.jsonl"], "input not found"),
     (["run", "--format", "xml"], "invalid choice"),
-    (["run", "--narrator", "vllm"], "not available in this version"),
+    (["run", "--narrator", "openai"], "needs narrator.openai.base_url"),
     (["run", "--directions", "sideways"], "unknown direction"),
     (["run", "--limit", "0"], "limit must be"),
     (["run", "--output", "ftp://host/x"], "unsupported storage scheme"),

