@@ -18,7 +18,7 @@ import pyarrow as pa
 from operators.calls import BadInput, arguments_text, check_syntax, input_text
 from operators.prompts import messages, student_prompt
 from operators.records import DIRECTIONS, content_hash, record_id, reject, table
-from operators.stage import guarded
+from operators.stage import guarded, node_name, stamp
 
 FORMATS = ("generic", "asserts", "cruxeval", "mbpp", "humaneval")
 _REQUIRED = {
@@ -191,6 +191,7 @@ class LineParser:
             rows.extend(guarded("ingest", fallback, lambda text=text: self.parse(text)))
         for row in rows:
             row["t_ingest"] = (time.perf_counter() - started) / len(rows)
+        stamp(rows, "ingest", node_name())
         return table(rows)
 
 

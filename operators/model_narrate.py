@@ -26,6 +26,7 @@ from operators.backends import Completion, Conversation, Sampling, make_backend
 from operators.claims import answer
 from operators.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
 from operators.records import content_hash, reject, table
+from operators.stage import node_name, stamp
 from operators.verify import Report, Verifier, reason_for
 
 
@@ -48,13 +49,16 @@ class ModelNarrateStage:
                  retries: int = 1, timeout_s: float = 600.0, prompt_budget_chars: int = 6000,
                  min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2) -> None:
         self.settings = (backend, model, sampling, options)
-        self.backend = make_backend(*self.settings)
+        self.backend: Any = None
+        self.broken = ""  # why the engine could not start: its items are rejected, the run goes on
+        self._start_engine()
         self.name = f"{backend}:{model}"
         self.retries = retries
         self.timeout_s = timeout_s
         self.budget = prompt_budget_chars
         self.verifier = Verifier(min_coverage, min_claims, full_iterations)
         self._watchdog = ThreadPoolExecutor(max_workers=1)
+        self.node = node_name()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
@@ -83,6 +87,7 @@ class ModelNarrateStage:
         elapsed = time.perf_counter() - started
         for row in produced:
             row["t_narrate"] = elapsed / len(produced)
+        stamp(produced, "narrate", self.node)
         return table(out + produced)
 
     def _narrations(self, row: dict[str, Any]) -> list[_Narration]:
@@ -114,10 +119,19 @@ class ModelNarrateStage:
         return {**base, "cot": cot, "answer": answer(row["entry_point"], row["input"], row["output"]),
                 "messages": messages(prompt, cot), "verification": report.as_dict()}, report
 
+    def _start_engine(self) -> None:
+        try:
+            self.backend = make_backend(*self.settings)
+            self.broken = ""
+        except Exception as err:  # a model that cannot load must not make Ray restart this actor forever
+            self.broken = f"engine did not start: {type(err).__name__}: {str(err)[:300]}"
+
     def _generate(self, conversations: list[Conversation]) -> list[Completion]:
         """The engine's completions, each call bounded in time; a failing engine is tried twice, then rebuilt."""
         if not conversations:
             return []
+        if self.broken:
+            return [Completion(error=self.broken) for _ in conversations]
         problem = ""
         for _ in range(2):
             future = self._watchdog.submit(self.backend.generate, conversations)
@@ -126,7 +140,9 @@ class ModelNarrateStage:
             except FutureTimeout:
                 problem = f"engine call timed out after {self.timeout_s:.0f} s"
                 self._watchdog = ThreadPoolExecutor(max_workers=1)  # the stuck thread is abandoned with its engine
-                self.backend = make_backend(*self.settings)
+                self._start_engine()
+                if self.broken:
+                    break
             except Exception as err:  # an engine crash fails this call only
                 problem = f"engine failed: {type(err).__name__}: {str(err)[:200]}"
         return [Completion(error=problem) for _ in conversations]

@@ -67,6 +67,7 @@ WORK_SCHEMA = pa.schema([
     ("directions", pa.list_(pa.string())),
     ("record_ids", pa.list_(pa.string())),
     ("rows_read", pa.int32()),
+    ("placement", pa.string()),  # "stage@node;" for each stage that worked on the row
     ("retried", pa.bool_()),  # a rejected model attempt that was asked again: kept, but not the item's outcome
     ("tokens_in", pa.int64()),
     ("tokens_out", pa.int64()),

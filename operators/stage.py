@@ -7,6 +7,7 @@ failing the batch. The stage's busy time is spread over the rows it produced (co
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,24 @@ from typing import Any
 import pyarrow as pa
 
 from operators.records import reject, table
+
+
+def node_name() -> str:
+    """The Ray node this process runs on, or the host name outside Ray: where a stage did its work."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return socket.gethostname()
+
+
+def stamp(rows: list[dict[str, Any]], stage: str, node: str) -> None:
+    """Note on each row which node ran `stage` for it (summed into the run report's placement)."""
+    for row in rows:
+        row["placement"] = f"{row.get('placement') or ''}{stage}@{node};"
 
 
 def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -26,6 +45,7 @@ def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, A
 
 class RowStage:
     timing_column = ""
+    _node = ""
 
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -44,4 +64,6 @@ class RowStage:
         elapsed = time.perf_counter() - started
         for row in produced:
             row[self.timing_column] = elapsed / len(produced)
+        self._node = self._node or node_name()
+        stamp(produced, self.timing_column.removeprefix("t_"), self._node)
         return table(out)

@@ -11,12 +11,10 @@ from typing import Any, NoReturn
 from operators.calls import BadInput, input_text
 from operators.sandbox import Limits, Sandbox, SandboxUnavailable
 from pipeline import config as cfg
+from pipeline import jobs
+from pipeline.jobs import ClusterUnreachable
 from pipeline.sources import InputError
 from pipeline.storage import StorageError
-
-
-class ClusterUnreachable(ConnectionError):
-    """--address names no Ray cluster that answers."""
 
 EXIT_USAGE = 2
 
@@ -35,16 +33,18 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="build verified CoT records from a problem set")
-    run.add_argument("--config", help="YAML run config (see configs/)")
-    run.add_argument("--input", help="problem file or folder: path or s3:// URI (default: shipped samples)")
-    run.add_argument("--format", choices=cfg.FORMATS, help="input format (default: auto-detect per row)")
-    run.add_argument("--output", help="output path or s3://bucket/prefix (default: ./tracecot-out)")
-    run.add_argument("--narrator", choices=cfg.NARRATORS, help="narrator backend (default: template)")
-    run.add_argument("--model", help="model id or path for model-backed narrators")
-    run.add_argument("--directions", help="comma-separated: forward,backward")
-    run.add_argument("--limit", type=int, help="read at most N input rows")
+    _run_options(run)
     run.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
-    run.add_argument("--executors", type=int, help="max sandbox executor actors")
+
+    submit = sub.add_parser("submit", help="submit a run as a Ray job to a cluster (Ray Jobs API)")
+    _run_options(submit)
+    submit.add_argument("--address", required=True, help="the cluster's Jobs API, e.g. http://head:8265")
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    submit.add_argument("--runtime-env", help="YAML runtime_env for the job (e.g. cluster/runtime_env.yaml)")
+    for name, text in (("logs", "print a submitted job's log"), ("status", "print a submitted job's status")):
+        job = sub.add_parser(name, help=text)
+        job.add_argument("job_id")
+        job.add_argument("--address", required=True, help="the cluster's Jobs API, e.g. http://head:8265")
 
     verify = sub.add_parser("verify", help="verify CoT records made elsewhere against real traces")
     verify.add_argument("--input", required=True, help="JSONL/Parquet with code, entry_point, input, output, "
@@ -69,6 +69,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _run_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--config", help="YAML run config (see configs/)")
+    run.add_argument("--input", help="problem file or folder: path or s3:// URI (default: shipped samples)")
+    run.add_argument("--format", choices=cfg.FORMATS, help="input format (default: auto-detect per row)")
+    run.add_argument("--output", help="output path or s3://bucket/prefix (default: ./tracecot-out)")
+    run.add_argument("--narrator", choices=cfg.NARRATORS, help="narrator backend (default: template)")
+    run.add_argument("--model", help="model id or path for model-backed narrators")
+    run.add_argument("--directions", help="comma-separated: forward,backward")
+    run.add_argument("--limit", type=int, help="read at most N input rows")
+    run.add_argument("--executors", type=int, help="max sandbox executor actors")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
@@ -76,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return _trace(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command in ("submit", "logs", "status"):
+            return _job(args)
         return _run(args)
     except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput,
             ClusterUnreachable) as err:
@@ -87,14 +101,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace) -> int:
-    """`tracecot run` and `tracecot verify`: the same dataflow, with or without narration."""
-    overrides: dict[str, Any] = {"input": args.input, "output": args.output, "limit": args.limit,
-                                 "ray.address": args.address}
-    if args.command == "run":
+def _config(args: argparse.Namespace) -> cfg.RunConfig:
+    overrides: dict[str, Any] = {"input": args.input, "output": args.output, "limit": args.limit}
+    if args.command != "submit":
+        overrides["ray.address"] = args.address
+    if args.command in ("run", "submit"):
         overrides.update({"format": args.format, "directions": args.directions, "narrator.name": args.narrator,
                           "narrator.model": args.model, "ray.executors": args.executors})
-    config = cfg.load(args.config, overrides)
+    return cfg.load(args.config, overrides)
+
+
+def _job(args: argparse.Namespace) -> int:
+    """`tracecot submit`, `logs` and `status`: runs as Ray jobs."""
+    if args.command == "status":
+        print(jobs.status(args.address, args.job_id))
+        return 0
+    if args.command == "logs":
+        print(jobs.logs(args.address, args.job_id), end="")
+        return 0
+    config = _config(args)
+    runtime_env = cfg.read_yaml(args.runtime_env) if args.runtime_env else None
+    job_id = jobs.submit(args.address, config, runtime_env)
+    if args.no_wait:
+        print(job_id)
+        return 0
+    print(f"tracecot: submitted {job_id}; streaming its log (Ctrl-C stops following, not the job)", file=sys.stderr)
+    state = jobs.follow(args.address, job_id)
+    print(f"tracecot: job {job_id} {state}", file=sys.stderr)
+    return jobs.exit_code(state)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`tracecot run` and `tracecot verify`: the same dataflow, with or without narration."""
+    config = _config(args)
     from pipeline.graph import run  # imports Ray: keep `tracecot --help` and usage errors fast
 
     try:

@@ -32,6 +32,7 @@ class RayConfig:
     address: str | None = None
     executors: int = 2
     batch_size: int = 16
+    executor_resource: str | None = None  # a custom resource executor actors request, e.g. "executor" nodes
 
 
 @dataclass
@@ -131,6 +132,7 @@ class VerifierConfig:
 class StorageConfig:
     endpoint_url: str | None = None
     region: str | None = None
+    shared_filesystem: bool = False  # a local output path every cluster node sees (NFS, FSx, …)
 
 
 @dataclass
@@ -163,12 +165,16 @@ def load(path: str | None, overrides: dict[str, Any]) -> RunConfig:
     """Read the YAML file (if any), apply non-None overrides (dotted keys allowed), validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = _read_yaml(path)
+        data = read_yaml(path)
     for key, value in overrides.items():
         if value is None:
             continue
-        section, _, name = key.rpartition(".")
-        target = data.setdefault(section, {}) if section else data
+        *sections, name = key.split(".")
+        target = data
+        for section in sections:
+            target = target.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"config section {section} must be a mapping")
         target[name] = value
     config = _build(RunConfig, data, "")
     config.input = config.input or SAMPLE_INPUT
@@ -176,7 +182,7 @@ def load(path: str | None, overrides: dict[str, Any]) -> RunConfig:
     return config
 
 
-def _read_yaml(path: str) -> dict[str, Any]:
+def read_yaml(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text()
     except OSError as err:

@@ -25,8 +25,8 @@ from operators.model_narrate import ModelNarrateStage
 from operators.narrate import NarrateStage
 from operators.sandbox import Limits, Sandbox
 from operators.verify import VerifyStage
-from pipeline.config import RunConfig
-from pipeline.report import Funnel, Progress, narration_summary, stage_timings, versions, write_report
+from pipeline.config import ConfigError, RunConfig
+from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sinks import ParquetSink, count
 from pipeline.sources import input_files, iter_lines, read_problems
 from pipeline.state import done_ids
@@ -64,15 +64,18 @@ def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]
     ingest, settings = ingest_stage(config, source, done, mode)
     ds = ds.map_batches(ingest, batch_format="pyarrow", batch_size=64, num_cpus=0.1,
                         compute=ActorPoolStrategy(min_size=1, max_size=1), fn_constructor_kwargs=settings)
+    # Executors (and the verifier, which runs backward answers) go where CPUs are, or on the nodes that
+    # advertise `ray.executor_resource`.
+    on_executors = {"resources": {config.ray.executor_resource: 1}} if config.ray.executor_resource else {}
     ds = ds.map_batches(Executor, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.5,
-                        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+                        compute=ActorPoolStrategy(min_size=1, max_size=pool), **on_executors,
                         fn_constructor_kwargs={"limits": limits(config), "require": require,
                                                "max_events": config.tracer.max_events,
                                                "max_value_len": config.tracer.max_value_len})
     if mode == "narrate":
         ds = narrate_step(ds, config)
     ds = ds.map_batches(VerifyStage, batch_format="pyarrow", batch_size=config.ray.batch_size, num_cpus=0.25,
-                        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+                        compute=ActorPoolStrategy(min_size=1, max_size=pool), **on_executors,
                         fn_constructor_kwargs={"min_coverage": config.verifier.min_coverage,
                                                "min_claims": config.verifier.min_claims,
                                                "full_iterations": config.narrator.full_iterations,
@@ -86,14 +89,17 @@ def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str]
 def narrate_step(ds: ray.data.Dataset, config: RunConfig) -> ray.data.Dataset:
     """The narrator: template actors on CPU, or a pool of model actors placed where the config says."""
     narrator = config.narrator
+    actors = narrator.actors
+    on_narrators = {"resources": {actors.resource: 1}} if actors.resource else {}
     if not narrator.is_model:
         return ds.map_batches(NarrateStage, batch_format="pyarrow", batch_size=config.ray.batch_size,
                               num_cpus=0.1, compute=ActorPoolStrategy(min_size=1, max_size=config.ray.executors),
-                              fn_constructor_kwargs={"full_iterations": narrator.full_iterations})
-    actors = narrator.actors
-    placement: dict[str, Any] = {"num_cpus": actors.cpus, "num_gpus": actors.gpus}
-    if actors.resource:
-        placement["resources"] = {actors.resource: 1}
+                              fn_constructor_kwargs={"full_iterations": narrator.full_iterations}, **on_narrators)
+    placement: dict[str, Any] = {"num_cpus": actors.cpus, "num_gpus": actors.gpus, **on_narrators}
+    key_name = narrator.openai.api_key_env
+    if narrator.name == "openai" and os.environ.get(key_name):
+        # Workers may have started before the key was set: hand it over in the actors' environment only.
+        placement["runtime_env"] = {"env_vars": {key_name: os.environ[key_name]}}
     sampling = Sampling(narrator.max_tokens, narrator.temperature, narrator.top_p, narrator.seed)
     return ds.map_batches(
         ModelNarrateStage, batch_format="pyarrow", batch_size=narrator.batch_size,
@@ -137,6 +143,15 @@ def start_ray(address: str | None) -> None:
     context.print_on_execution_start = False
 
 
+def refuse_unshared_output(config: RunConfig, output: Location) -> None:
+    """A local output path on a multi-node cluster would scatter records over the nodes' own disks."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1 and output.is_local and not config.storage.shared_filesystem:
+        raise ConfigError(f"output {config.output} is a local path but the Ray cluster has {len(nodes)} nodes: "
+                          "write to object storage (s3://…) or set storage.shared_filesystem: true for a path "
+                          "every node mounts")
+
+
 def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrate") -> dict[str, Any]:
     """Run the job described by `config`; returns the run report (also written to `runs/<run_id>.json`).
 
@@ -157,6 +172,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
         funnel.add(up_to_date)
     else:
         start_ray(config.ray.address)
+        refuse_unshared_output(config, output)
         progress = progress or Progress()
         batches = build(config, source, run_id, done, mode).iter_batches(batch_size=None, batch_format="pyarrow")
         for batch in batches:
@@ -176,6 +192,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
         "funnel": funnel.as_dict(),
         "stage_busy_s": stage_timings(funnel),
         "narration": narration_summary(funnel.tally, config.narrator),
+        "placement": placement(funnel.tally),
         "records_per_s": round(funnel.tally["accepted"] / wall, 2),
         "already_done_at_start": len(done),
         "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),

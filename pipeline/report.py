@@ -74,6 +74,16 @@ class Funnel:
         return lines
 
 
+def placement(tally: Counter[str]) -> dict[str, dict[str, int]]:
+    """Rows each node worked on, per stage: where the work ran."""
+    nodes: dict[str, dict[str, int]] = {}
+    for key, n in sorted(tally.items()):
+        if key.startswith("placement:"):
+            stage, _, node = key.removeprefix("placement:").partition("@")
+            nodes.setdefault(stage, {})[node] = int(n)
+    return nodes
+
+
 def narration_summary(tally: Counter[str], narrator: Any) -> dict[str, Any]:
     """Tokens, speed, acceptance per narrator and direction, and machine-hours per 1,000 accepted records."""
     busy = tally["t_narrate"]

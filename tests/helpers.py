@@ -41,3 +41,27 @@ def funnel_adds_up(report: dict[str, Any]) -> None:
         assert stage["in"] == stage["out"] + stage["rejected"]
     assert stages["verify"]["out"] == funnel["written_records"]
     assert sum(funnel["rejects_by_reason"].values()) == funnel["written_rejected"]
+
+
+def model_outcomes(output: Path | str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Records, final rejects, and retried attempts (rejected by the narrate stage and asked again)."""
+    records = read(output, "records").to_pylist()
+    rejected = read(output, "rejected").to_pylist()
+    retried = [r for r in rejected if r["stage"] == "narrate" and r["reason"] != "narrator_error"]
+    final = [r for r in rejected if not (r["stage"] == "narrate" and r["reason"] != "narrator_error")]
+    return records, final, retried
+
+
+def check_model_run(report: dict[str, Any], output: Path, narrator: str, items: int) -> None:
+    """A model narrator run with one retry: every item ends once, every attempt is kept and reported."""
+    funnel_adds_up(report)
+    records, final, retried = model_outcomes(output)
+    assert len(records) + len(final) == report["funnel"]["items"] == items
+    assert len(retried) == report["funnel"]["retried_attempts"] >= 1
+    assert all(r["attempt"] == 0 for r in retried) and all(r["attempt"] in (0, 1) for r in records + final)
+    assert all(r["narrator"] == narrator for r in records + final + retried)
+    assert all(r["cot"] and r["verification"] is not None for r in final + retried)
+    assert all(r["verification"]["passed"] for r in records)
+    narration = report["narration"]
+    assert narration["tokens_out"] > 0 and narration["tokens_in"] > narration["tokens_out"]
+    assert set(narration["acceptance"]) == {f"{narrator}:forward", f"{narrator}:backward"}

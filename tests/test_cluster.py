@@ -1,0 +1,121 @@
+"""A real multi-node Ray cluster on this machine: a head, a CPU executor node and a narrator node, each its own
+`ray start` raylet; runs are submitted through the Jobs API and write to the local S3-compatible server."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+import pytest
+from conftest import SAMPLES, free_port
+
+from pipeline.cli import main
+
+pytestmark = pytest.mark.timeout(600)
+RAY = str(Path(sys.executable).parent / "ray")
+BUCKET = "tracecot-test"
+
+
+def _ray_processes(temp_dir: str) -> list[int]:
+    """Every process of the cluster started with `temp_dir` (its raylets, GCS, dashboard, workers)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if temp_dir.encode() in cmdline.read():
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    """Dashboard URL and node ids of a three-node cluster; stopped (only it) at the end."""
+    import ray
+
+    ray.shutdown()  # the session's local Ray is not this cluster; later tests start a fresh one
+    temp_dir = tempfile.mkdtemp(prefix="tcray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "AWS_ENDPOINT_URL": s3_server}
+    port, dashboard = free_port(), free_port()
+    common = ["--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dashboard}", "--include-dashboard=true", *common], env=env, check=True,
+                   capture_output=True)
+    for cpus, resources in ((2, {"executor": 100}), (1, {"narrator": 100})):
+        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}",
+                        f"--resources={json.dumps(resources)}", *common], env=env, check=True, capture_output=True)
+    try:
+        yield f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
+    finally:
+        for pid in _ray_processes(temp_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def node_roles(gcs: str) -> dict[str, str]:
+    """node id → executor / narrator / head, asked of the cluster from a short-lived driver."""
+    code = (f"import json, ray; ray.init(address={gcs!r}, logging_level='ERROR'); "
+            "print(json.dumps({n['NodeID']: ('narrator' if 'narrator' in n['Resources'] else 'executor' "
+            "if 'executor' in n['Resources'] else 'head') for n in ray.nodes() if n['Alive']}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_submitted_run_places_stages_on_their_nodes(cluster, s3_server, tmp_path, capsys):
+    dashboard, gcs = cluster
+    config = tmp_path / "cluster.yaml"
+    config.write_text(f"storage: {{endpoint_url: '{s3_server}'}}\n"
+                      "ray: {executor_resource: executor}\n"
+                      "narrator: {actors: {resource: narrator}}\n")
+    code = main(["submit", "--address", dashboard, "--config", str(config), "--input", str(SAMPLES),
+                 "--output", f"s3://{BUCKET}/cluster", "--limit", "6"])
+    log = capsys.readouterr()
+    assert code == 0, log.err[-3000:]
+    assert "funnel: read 6 rows" in log.out
+
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="cluster/")["Contents"]]
+    assert any(k.startswith("cluster/records/") for k in keys)
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=next(k for k in keys if k.endswith(".json")))["Body"].read())
+    assert report["funnel"]["written_records"] > 0
+    roles = node_roles(gcs)
+    ran = {stage: {roles[node] for node in nodes} for stage, nodes in report["placement"].items()}
+    assert ran["narrate"] == {"narrator"}
+    assert ran["execute"] == {"executor"} and ran["verify"] == {"executor"}
+
+
+def test_submit_refuses_a_local_output_path(cluster, tmp_path, capsys):
+    dashboard, _ = cluster
+    code = main(["submit", "--address", dashboard, "--output", str(tmp_path / "out"), "--no-wait"])
+    assert code == 2
+    assert "must be object storage" in capsys.readouterr().err
+
+
+def test_a_run_joining_the_cluster_refuses_a_local_output_path(cluster, tmp_path, capsys):
+    _, gcs = cluster
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run([str(Path(sys.executable).parent / "tracecot"), "run", "--address", gcs,
+                             "--output", str(tmp_path / "out"), "--limit", "1"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "local path but the Ray cluster has 3 nodes" in result.stderr
+
+
+def test_job_status_and_logs(cluster, s3_server, tmp_path, capsys):
+    dashboard, _ = cluster
+    config = tmp_path / "s3.yaml"
+    config.write_text(f"storage: {{endpoint_url: '{s3_server}'}}\n")
+    args = ["--config", str(config), "--output", f"s3://{BUCKET}/nowait", "--limit", "2"]
+    assert main(["submit", "--address", dashboard, "--no-wait", *args]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert job_id.startswith("tracecot-")
+    assert main(["status", job_id, "--address", dashboard]) == 0
+    assert capsys.readouterr().out.strip() in ("PENDING", "RUNNING", "SUCCEEDED", "FAILED")
+    assert main(["logs", job_id, "--address", dashboard]) == 0
