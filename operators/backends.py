@@ -143,8 +143,7 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.retry = Retrying(retry=retry_if_exception_type(_Retryable), reraise=True,
                               wait=wait_random_exponential(multiplier=backoff_s, max=30),
-                              stop=stop_after_attempt(max_retries + 1), before_sleep=self._count_retry)
-        self.retries = 0
+                              stop=stop_after_attempt(max_retries + 1))
 
     def generate(self, conversations: list[Conversation]) -> list[Completion]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -179,9 +178,6 @@ class OpenAIBackend:
                 from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             raise _Retryable(f"{self.url}: {getattr(err, 'reason', err)}") from None
-
-    def _count_retry(self, _state: Any) -> None:
-        self.retries += 1
 
 
 def make_backend(name: str, model: str | None, sampling: Sampling, options: dict[str, Any]) -> Any:

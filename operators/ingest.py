@@ -10,6 +10,7 @@ import ast
 import json
 import time
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +203,7 @@ class ParseProblems(LineParser):
     """
 
     def __init__(self, fmt: str | None, source: str, fingerprint: str, directions: tuple[str, ...] = DIRECTIONS,
-                 done: frozenset[str] = frozenset(), samples: int = 1) -> None:
+                 done: Container[str] = frozenset(), samples: int = 1) -> None:
         self.fmt = fmt
         self.source = source
         self.fingerprint = fingerprint
@@ -279,7 +280,7 @@ class ParseNarrations(LineParser):
 
     _FIELDS = ("code", "entry_point", "input", "output", "cot", "direction")
 
-    def __init__(self, source: str, fingerprint: str, done: frozenset[str] = frozenset()) -> None:
+    def __init__(self, source: str, fingerprint: str, done: Container[str] = frozenset()) -> None:
         self.source = source
         self.fingerprint = fingerprint
         self.done = done

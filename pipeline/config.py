@@ -58,6 +58,7 @@ class NarratorActors:
     gpus: float = 0.0  # GPUs per actor (vllm: at least tensor_parallel_size); 0 runs on CPU
     cpus: float = 0.5
     resource: str | None = None  # a custom resource each actor also requests, e.g. "narrator" nodes
+    batches_in_flight: int = 2  # batches queued per actor, so an engine never waits for its next batch
 
 
 @dataclass
@@ -259,6 +260,7 @@ def validate(config: RunConfig) -> None:
         (narrator.timeout_s > 0, "narrator.timeout_s must be positive"),
         (1 <= narrator.actors.min <= narrator.actors.max, "narrator.actors needs 1 <= min <= max"),
         (narrator.actors.gpus >= 0, "narrator.actors.gpus must be 0 or more"),
+        (narrator.actors.batches_in_flight >= 1, "narrator.actors.batches_in_flight must be at least 1"),
         (narrator.openai.concurrency >= 1, "narrator.openai.concurrency must be at least 1"),
     ]
     for ok, message in checks:

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sinks import ParquetSink, count
 from pipeline.sources import input_files, iter_lines, read_problems
-from pipeline.state import done_ids
+from pipeline.state import DoneIndex, count_done
 from pipeline.storage import Location, ensure_writable, locate
 
 SINK_BATCH = 256
+DRIVER_CHECK_LIMIT = 1_000_000  # outputs up to this size are checked for "nothing to do" here, without Ray
 
 
 def new_run_id() -> str:
@@ -43,7 +45,7 @@ def limits(config: RunConfig) -> Limits:
     return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb, runs=config.sandbox.runs)
 
 
-def ingest_stage(config: RunConfig, source: Location, done: frozenset[str],
+def ingest_stage(config: RunConfig, source: Location, done: Container[str],
                  mode: str) -> tuple[type[LineParser], dict[str, Any]]:
     """The first stage and its settings: problems to narrate (`run`) or narrations to check (`verify`)."""
     name = Path(source.path).name
@@ -54,7 +56,7 @@ def ingest_stage(config: RunConfig, source: Location, done: frozenset[str],
                            "done": done, "samples": config.narrator.samples}
 
 
-def build(config: RunConfig, source: Location, run_id: str, done: frozenset[str],
+def build(config: RunConfig, source: Location, run_id: str, done: Container[str],
           mode: str = "narrate") -> ray.data.Dataset:
     require = tuple(config.sandbox.require)
     pool = config.ray.executors
@@ -103,7 +105,8 @@ def narrate_step(ds: ray.data.Dataset, config: RunConfig) -> ray.data.Dataset:
     sampling = Sampling(narrator.max_tokens, narrator.temperature, narrator.top_p, narrator.seed)
     return ds.map_batches(
         ModelNarrateStage, batch_format="pyarrow", batch_size=narrator.batch_size,
-        compute=ActorPoolStrategy(min_size=actors.min, max_size=actors.max), **placement,
+        compute=ActorPoolStrategy(min_size=actors.min, max_size=actors.max,
+                                  max_tasks_in_flight_per_actor=actors.batches_in_flight), **placement,
         fn_constructor_kwargs={
             "backend": narrator.name, "model": narrator.content()["model"], "sampling": sampling,
             "options": narrator.backend_options(), "retries": narrator.retries, "timeout_s": narrator.timeout_s,
@@ -111,7 +114,7 @@ def narrate_step(ds: ray.data.Dataset, config: RunConfig) -> ray.data.Dataset:
             "min_claims": config.verifier.min_claims, "full_iterations": narrator.full_iterations})
 
 
-def up_to_date_tally(config: RunConfig, source: Location, done: frozenset[str], mode: str) -> dict[str, float] | None:
+def up_to_date_tally(config: RunConfig, source: Location, done: Container[str], mode: str) -> dict[str, float] | None:
     """The funnel of a run with nothing left to do, worked out in this process; None if there is work.
 
     This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all.
@@ -165,9 +168,10 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
     ensure_writable(output)
     if not config.ray.address:
         Sandbox(limits(config), tuple(config.sandbox.require)).close()  # fail early where isolation is missing
-    done = done_ids(output)
+    already = count_done(output)
+    done = DoneIndex(config.output, config.storage)  # loaded by the ingest actor, not here (see pipeline/state.py)
     funnel = Funnel()
-    up_to_date = up_to_date_tally(config, source, done, mode) if done else None
+    up_to_date = up_to_date_tally(config, source, done, mode) if 0 < already <= DRIVER_CHECK_LIMIT else None
     if up_to_date is not None:
         funnel.add(up_to_date)
     else:
@@ -194,7 +198,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
         "narration": narration_summary(funnel.tally, config.narrator),
         "placement": placement(funnel.tally),
         "records_per_s": round(funnel.tally["accepted"] / wall, 2),
-        "already_done_at_start": len(done),
+        "already_done_at_start": already,
         "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),
                    "report": output.uri_of("runs", f"{run_id}.json")},
     }

@@ -1,7 +1,8 @@
 """The Parquet sink: accepted rows to `records/`, rejected rows to `rejected/`, one tally row per batch out.
 
-Writes are idempotent: a file is named after the hash of the record ids it holds, so a retried batch
-rewrites the same file instead of adding a copy; on local disks a file appears under its final name only
+Writes are idempotent: a row already written in this run is not written again (an upstream task retried
+after a crash may resend it), and a file is named after the hash of the record ids it holds, so a retried
+sink batch rewrites the same file instead of adding a copy; on local disks a file appears under its final name only
 once complete (written to a hidden temporary name, then renamed), so an interrupted run leaves no torn file.
 """
 
@@ -30,14 +31,26 @@ class ParquetSink:
     def __init__(self, output: str, storage: StorageConfig, run_id: str) -> None:
         self.location: Location = locate(output, storage)
         self.run_id = run_id
+        self.seen: set[str] = set()  # rows written by this run: a retried upstream task may send them again
         for part in ("records", "rejected"):
             self.location.fs.create_dir(self.location.join(part), recursive=True)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        tally, accepted, rejected = count(batch.to_pylist())
+        tally, accepted, rejected = count(self._first_time(batch.to_pylist()))
         self._write("records", table([{**row, "run_id": self.run_id} for row in accepted], RECORD_SCHEMA))
         self._write("rejected", table([{**row, "run_id": self.run_id} for row in rejected], REJECT_SCHEMA))
         return pa.table({"tally": [json.dumps(tally)]}, schema=TALLY_SCHEMA)
+
+    def _first_time(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop rows already written (and counted) in this run: a task retried after a crash resends them."""
+        fresh = []
+        for row in rows:
+            key = row.get("record_id") or ",".join(row.get("record_ids") or [])
+            if key and key in self.seen:
+                continue
+            self.seen.add(key)
+            fresh.append(row)
+        return fresh
 
     def _write(self, folder: str, rows: pa.Table) -> None:
         if rows.num_rows == 0:

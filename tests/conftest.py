@@ -106,3 +106,16 @@ def tiny_problems(folder: Path, count: int = 2) -> Path:
     path.write_text("".join(json.dumps({**row, "inputs": row["inputs"][:1],
                                         "outputs": row.get("outputs", [None])[:1]}) + "\n" for row in rows))
     return path
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Kill every process of the Ray cluster started with `temp_dir` (and no other Ray on this machine)."""
+    import signal
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if temp_dir.encode() in cmdline.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue

@@ -1,10 +1,8 @@
 """A real multi-node Ray cluster on this machine: a head, a CPU executor node and a narrator node, each its own
 `ray start` raylet; runs are submitted through the Jobs API and write to the local S3-compatible server."""
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -12,26 +10,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import SAMPLES, free_port
+from conftest import SAMPLES, free_port, stop_cluster
 
 from pipeline.cli import main
 
 pytestmark = pytest.mark.timeout(600)
 RAY = str(Path(sys.executable).parent / "ray")
 BUCKET = "tracecot-test"
-
-
-def _ray_processes(temp_dir: str) -> list[int]:
-    """Every process of the cluster started with `temp_dir` (its raylets, GCS, dashboard, workers)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if temp_dir.encode() in cmdline.read():
-                    pids.append(int(pid))
-        except OSError:
-            continue
-    return pids
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +38,7 @@ def cluster(s3_server):
     try:
         yield f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
     finally:
-        for pid in _ray_processes(temp_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_cluster(temp_dir)
 
 
 def node_roles(gcs: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """End to end on a local Ray: records, rejects, reports, incremental reruns and S3 output."""
 
 import json
+import pickle
 import shutil
 
 import polars as pl
@@ -10,7 +11,9 @@ import pytest
 from conftest import SAMPLES
 from helpers import funnel_adds_up, read, run_job
 
-from operators.records import RECORD_SCHEMA
+from operators.records import RECORD_SCHEMA, content_hash
+from pipeline.config import StorageConfig
+from pipeline.state import DoneIndex
 
 pytestmark = pytest.mark.timeout(300)
 SAMPLE_IDS = {json.loads(line)["id"] for line in SAMPLES.read_text().splitlines()}
@@ -43,6 +46,12 @@ def test_reruns_are_incremental(local_ray, tmp_path):
     output = tmp_path / "out"
     first = run_job(input=str(problems), output=str(output))
     assert first["funnel"]["written_records"] > 0
+
+    index = DoneIndex(str(output), StorageConfig())
+    written = read(output, "records").column("record_id").to_pylist()
+    assert all(rid in index for rid in written) and content_hash("never written") not in index
+    assert len(index) == first["funnel"]["items"] and index.loaded().nbytes == 8 * len(index)
+    assert len(pickle.dumps(index)) < 1000  # the ingest actor is sent the output's address, not its ids
 
     again = run_job(input=str(problems), output=str(output))
     assert again["funnel"]["written_records"] == 0
