@@ -57,8 +57,11 @@ class TransformersBackend:
 
     def __init__(self, model: str | None, sampling: Sampling, batch_size: int = 8, timeout_s: float = 600.0,
                  device: str = "auto", revision: str | None = None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as err:
+            raise ModelUnavailable("the transformers backend needs: pip install -e '.[llm]'") from err
 
         self.torch = torch
         self.sampling = sampling

@@ -1,10 +1,14 @@
 """Benchmark scoring rules, as the official harnesses define them; every program runs in the sandbox.
 
+Each check builds the program the official harness runs; `pipeline.evaluate` runs it in the sandbox (3 s).
+
 CRUXEval (facebookresearch/cruxeval, evaluation/): a generation `g` passes when the program
 `code + "\\nassert " + output + " == " + g` runs without an exception within 3 s.
 - output prediction (O): `g` is the predicted output; a `g` containing the call `f(<input>)` fails.
 - input prediction (I): `g` is a call `f(...)`; a `g` without "f(" is skipped (left out of n).
 A sample none of whose generations passes counts all of them as failed (the harness's quirk).
+LiveCodeBench execution: the same as CRUXEval-O after LCB's imports; the input is a whole call expression.
+HumanEval: `prompt + completion + "\n" + test + "\ncheck(entry_point)"` runs without an exception.
 pass@k is the unbiased estimator 1 - C(n-c, k) / C(n, k), averaged over samples, times 100.
 """
 
@@ -14,7 +18,10 @@ import math
 from dataclasses import dataclass
 
 TIMEOUT_S = 3.0
-BENCHES = ("cruxeval-o", "cruxeval-i")
+BENCHES = ("cruxeval-o", "cruxeval-i", "lcb-exec", "humaneval")
+# LiveCodeBench's checker runs every program after these imports (lcb_runner BASE_IMPORTS).
+LCB_IMPORTS = ("from itertools import *\nfrom collections import *\nfrom heapq import *\nfrom bisect import *\n"
+               "from math import *\nfrom functools import *\nfrom typing import *\nimport string\nimport re\n")
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,18 @@ def cruxeval_check(bench: str, code: str, input_text: str, output_text: str, gen
     if bench == "cruxeval-i" and "f(" not in generation:
         return Check(None)
     return Check(f"{code}\nassert {output_text} == {generation}")
+
+
+def lcb_check(code: str, call: str, output_text: str, generation: str) -> Check:
+    """LiveCodeBench execution: like CRUXEval-O, with the input a whole call (`f(nums = [1, 2])`)."""
+    if call in generation:
+        return Check(None, verdict=False)
+    return Check(f"{LCB_IMPORTS}{code}\nassert {output_text} == {generation}")
+
+
+def humaneval_check(prompt: str, completion: str, test: str, entry_point: str) -> Check:
+    """HumanEval (human_eval/execution.py): the prompt, the completion, the tests, then `check(entry_point)`."""
+    return Check(f"{prompt}{completion}\n{test}\ncheck({entry_point})")
 
 
 def sample_results(verdicts: list[bool | None], n_generations: int) -> list[bool]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 from operators.calls import BadInput, input_text
+from operators.models import ModelUnavailable
 from operators.sandbox import Limits, Sandbox, SandboxUnavailable
+from operators.scoring import BENCHES
 from pipeline import config as cfg
 from pipeline import jobs
 from pipeline.jobs import ClusterUnreachable
@@ -54,10 +57,22 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--limit", type=int, help="read at most N input rows")
     verify.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
 
-    evaluate = sub.add_parser("eval", help="score generations on a benchmark (in the sandbox)")
-    evaluate.add_argument("--bench", required=True, choices=("cruxeval-o", "cruxeval-i"))
-    evaluate.add_argument("--data", required=True, help="the benchmark's data file (cruxeval.jsonl)")
-    evaluate.add_argument("--generations", required=True, help="JSON: sample id -> list of generations")
+    evaluate = sub.add_parser("eval", help="score a model or its generations on a benchmark (in the sandbox)")
+    evaluate.add_argument("--bench", required=True, choices=BENCHES)
+    evaluate.add_argument("--data", required=True, help="the benchmark's data file (.jsonl, .jsonl.gz, .parquet)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--generations", help="JSON: sample id -> list of generations (CRUXEval's format)")
+    source.add_argument("--model", help="generate with this model (Hugging Face id or folder; 'smollm2-135m')")
+    evaluate.add_argument("--backend", choices=("transformers", "vllm", "openai"), default="transformers")
+    evaluate.add_argument("--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1")
+    evaluate.add_argument("--n", type=int, default=1, help="generations per item (pass@5 needs 5 or more)")
+    evaluate.add_argument("--temperature", type=float, default=0.2)
+    evaluate.add_argument("--max-tokens", type=int, default=512)
+    style = evaluate.add_mutually_exclusive_group()
+    style.add_argument("--cot", dest="cot", action="store_true", help="reason step by step before answering")
+    style.add_argument("--direct", dest="cot", action="store_false", help="answer directly (default)")
+    evaluate.add_argument("--prompt-format", choices=("cruxeval", "chat"), default="cruxeval")
+    evaluate.add_argument("--limit", type=int, help="evaluate the first N items only")
     evaluate.add_argument("--report", help="write the JSON report here (default: print it)")
     evaluate.add_argument("--items", help="write per-generation results here as Parquet")
 
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             return _job(args)
         return _run(args)
     except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput,
-            ClusterUnreachable) as err:
+            ClusterUnreachable, ModelUnavailable) as err:
         print(f"tracecot: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -152,16 +167,46 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import score, write_items
+    from pipeline import evaluate
 
-    report, items = score(args.bench, args.data, args.generations)
+    if args.generations:
+        report, items = evaluate.score(args.bench, args.data, args.generations)
+    else:
+        report, items = _generate_and_score(args)
     if args.items:
-        write_items(items, args.items)
+        evaluate.write_items(items, args.items)
     text = json.dumps({k: v for k, v in report.items() if k != "per_sample"}, indent=2)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     print(text)
     return 0
+
+
+def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from operators.backends import Sampling
+    from pipeline import evaluate
+
+    if args.n < 1 or args.max_tokens < 1 or args.temperature < 0 or (args.limit is not None and args.limit < 1):
+        raise UsageError("--n, --max-tokens and --limit must be positive, --temperature 0 or more")
+    if args.backend == "openai" and not args.base_url:
+        raise UsageError("--backend openai needs --base-url")
+    data = evaluate.load_benchmark(args.bench, args.data)
+    data = dict(list(data.items())[: args.limit]) if args.limit else data
+    options = {"base_url": args.base_url} if args.backend == "openai" else {}
+    sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature)
+    started = time.perf_counter()
+    answers = evaluate.generate(args.bench, data, args.backend, args.model, args.n, sampling, args.cot,
+                                args.prompt_format, options)
+    generation_s = time.perf_counter() - started
+    report, items = evaluate.score_generations(args.bench, data, evaluate.predictions(args.bench, answers))
+    for item in items:
+        item["answer"] = answers[item["sample_id"]][item["index"]]
+    if args.cot and args.bench in ("cruxeval-o", "lcb-exec"):
+        report.update(evaluate.faithfulness(data, answers, report["per_sample"]))
+    report.update(data=args.data, model=args.model, backend=args.backend, generation_s=round(generation_s, 2))
+    report["settings"].update(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, cot=args.cot,
+                              prompt_format=args.prompt_format, limit=args.limit)
+    return report, items
 
 
 def _trace(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
-"""`tracecot eval`: score a model's generations on a benchmark, every program run in the sandbox."""
+"""`tracecot eval`: score a model on an execution benchmark — its existing generations, or generated here with
+a model backend — with every program run in the sandbox, and (for CoT output prediction) its faithfulness."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
@@ -10,9 +12,23 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from operators.backends import Sampling, make_backend
+from operators.eval_prompts import benchmark_prompt, extract_code, extract_prediction, humaneval_prompt
 from operators.sandbox import Limits, Sandbox
-from operators.scoring import TIMEOUT_S, cruxeval_check, mean_pass_at_k, sample_results
+from operators.scoring import (
+    TIMEOUT_S,
+    Check,
+    cruxeval_check,
+    humaneval_check,
+    lcb_check,
+    mean_pass_at_k,
+    sample_results,
+)
+from operators.verify import Verifier
 from pipeline.sources import InputError
+
+_FIELDS = {"cruxeval-o": ("id", "code", "input", "output"), "cruxeval-i": ("id", "code", "input", "output"),
+           "lcb-exec": ("id", "code", "input", "output"), "humaneval": ("task_id", "prompt", "test", "entry_point")}
 
 
 def load_generations(path: str) -> dict[str, list[str]]:
@@ -29,22 +45,45 @@ def load_generations(path: str) -> dict[str, list[str]]:
     return data
 
 
-def load_cruxeval(path: str) -> dict[str, dict[str, str]]:
+def load_benchmark(bench: str, path: str) -> dict[str, dict[str, Any]]:
+    """The benchmark's items by id, from JSON lines (`.gz` too) or Parquet (LiveCodeBench's own file)."""
     try:
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if path.endswith(".parquet"):
+            rows = pq.read_table(path).to_pylist()
+        else:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as stream:
+                rows = [json.loads(line) for line in stream if line.strip()]
     except OSError as err:
-        raise InputError(f"cannot read benchmark data {path}: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise InputError(f"benchmark data {path} is not JSON lines: {err.msg}") from err
-    if not rows or not all({"id", "code", "input", "output"} <= set(row) for row in rows):
-        raise InputError(f"{path} is not CRUXEval data (each row needs id, code, input, output)")
-    return {row["id"]: row for row in rows}
+        raise InputError(f"cannot read benchmark data {path}: {getattr(err, 'strerror', None) or err}") from err
+    except (json.JSONDecodeError, pa.ArrowInvalid) as err:
+        raise InputError(f"benchmark data {path} is not JSON lines or Parquet: {err}") from err
+    fields = _FIELDS[bench]
+    if bench == "lcb-exec":
+        rows = [{**row, "id": str(row.get("id", row.get("question_id")))} for row in rows]
+    if not rows or not all(set(fields) <= set(row) for row in rows):
+        raise InputError(f"{path} is not {bench} data (each row needs {', '.join(fields)})")
+    return {str(row[fields[0]]): row for row in rows}
+
+
+def check(bench: str, item: dict[str, Any], generation: str) -> Check:
+    if bench == "humaneval":
+        return humaneval_check(item["prompt"], generation, item["test"], item["entry_point"])
+    if bench == "lcb-exec":
+        return lcb_check(item["code"], item["input"], item["output"], generation)
+    return cruxeval_check(bench, item["code"], item["input"], item["output"], generation)
 
 
 def score(bench: str, data_path: str, generations_path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Score every generation; returns the report and one row per generation."""
-    data = load_cruxeval(data_path)
-    generations = load_generations(generations_path)
+    """Score a generations file; returns the report and one row per generation."""
+    data = load_benchmark(bench, data_path)
+    report, items = score_generations(bench, data, load_generations(generations_path))
+    report.update(data=data_path, generations=generations_path)
+    return report, items
+
+
+def score_generations(bench: str, data: dict[str, dict[str, Any]],
+                      generations: dict[str, list[str]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     unknown = sorted(set(generations) - set(data))
     if unknown:
         raise InputError(f"generations name samples the data does not have, e.g. {unknown[0]!r}")
@@ -53,29 +92,82 @@ def score(bench: str, data_path: str, generations_path: str) -> tuple[dict[str, 
     items: list[dict[str, Any]] = []
     with Sandbox(Limits(timeout_s=TIMEOUT_S, runs=1)) as sandbox:
         for sample_id, gens in generations.items():
-            row = data[sample_id]
             verdicts = []
             for index, generation in enumerate(gens):
-                check = cruxeval_check(bench, row["code"], row["input"], row["output"], generation)
-                verdict = check.verdict
-                if check.program is not None:
-                    outcome = sandbox.run({"kind": "program", "code": check.program})["outcome"]
-                    verdict = outcome == "ok"
+                verdict = _run(sandbox, check(bench, data[sample_id], generation))
                 verdicts.append(verdict)
                 items.append({"sample_id": sample_id, "index": index, "generation": generation,
                               "passed": verdict, "skipped": verdict is None})
-            results[sample_id] = sample_results(verdicts, len(gens))
+            # CRUXEval's harness counts a sample none of whose generations passed as all failed.
+            results[sample_id] = sample_results(verdicts, len(gens)) if bench.startswith("cruxeval") \
+                else [v is True for v in verdicts]
     seconds = time.perf_counter() - started
     report = {
-        "bench": bench, "data": data_path, "generations": generations_path,
+        "bench": bench,
         "pass@1": round(mean_pass_at_k(results, 1), 4), "pass@5": round(mean_pass_at_k(results, 5), 4),
         "samples": len(results), "generations_scored": sum(1 for item in items if not item["skipped"]),
         "generations_skipped": sum(1 for item in items if item["skipped"]),
-        "seconds": round(seconds, 2), "generations_per_s": round(len(items) / seconds, 1),
+        "seconds": round(seconds, 2), "generations_per_s": round(len(items) / max(seconds, 1e-9), 1),
         "settings": {"timeout_s": TIMEOUT_S, "sandbox": "tracecot fork server, 1 run per program"},
         "per_sample": results,
     }
     return report, items
+
+
+def _run(sandbox: Sandbox, check: Check) -> bool | None:
+    if check.program is None:
+        return check.verdict
+    return sandbox.run({"kind": "program", "code": check.program})["outcome"] == "ok"
+
+
+def generate(bench: str, data: dict[str, dict[str, Any]], backend: str, model: str | None, n: int,
+             sampling: Sampling, cot: bool, fmt: str, options: dict[str, Any]) -> dict[str, list[str]]:
+    """Ask the model `n` times per item; returns its raw answers by sample id."""
+    engine = make_backend(backend, model, sampling, options)
+    ids = list(data)
+    prompts = [_prompt(bench, data[i], cot, fmt) for i in ids]
+    completions = engine.generate([[{"role": "user", "content": p}] for p in prompts for _ in range(n)])
+    return {i: [c.text if c.error is None else "" for c in completions[k * n:(k + 1) * n]]
+            for k, i in enumerate(ids)}
+
+
+def _prompt(bench: str, item: dict[str, Any], cot: bool, fmt: str) -> str:
+    if bench == "humaneval":
+        return humaneval_prompt(item["prompt"])
+    entry = item.get("function_name", "f")
+    return benchmark_prompt(bench, item["code"], item["input"], item["output"], cot, fmt, entry)
+
+
+def predictions(bench: str, answers: dict[str, list[str]]) -> dict[str, list[str]]:
+    """What each raw answer predicts, read the way the benchmark's harness reads it."""
+    if bench == "humaneval":
+        return {i: [extract_code(a) for a in texts] for i, texts in answers.items()}
+    return {i: [extract_prediction(bench, a) for a in texts] for i, texts in answers.items()}
+
+
+def faithfulness(data: dict[str, dict[str, Any]], answers: dict[str, list[str]],
+                 results: dict[str, list[bool]]) -> dict[str, Any]:
+    """faithful@1 for output prediction with CoT: the first answer is correct and no claim of its reasoning
+    contradicts the real trace (traced in the sandbox, checked by tracecot's verifier)."""
+    verifier = Verifier(min_coverage=0.0, min_claims=0)
+    faithful = correct = claims = 0
+    with Sandbox(Limits(timeout_s=TIMEOUT_S)) as sandbox:
+        for sample_id, texts in answers.items():
+            item = data[sample_id]
+            if not texts or not results[sample_id] or not results[sample_id][0]:
+                continue
+            correct += 1
+            run = sandbox.run({"code": item["code"], "entry_point": "f", "input": item["input"]})
+            if run["outcome"] != "ok":
+                continue
+            report, _ = verifier.check("forward", texts[0], item["code"], "f", item["input"], run["output"],
+                                       run["trace"])
+            claims += report.n_claims
+            faithful += report.n_contradicted == 0
+    total = len(answers)
+    return {"faithful@1": round(100.0 * faithful / total, 4) if total else 0.0,
+            "correct_but_unfaithful_share": round((correct - faithful) / correct, 4) if correct else 0.0,
+            "claims_checked": claims}
 
 
 def write_items(items: list[dict[str, Any]], path: str) -> None:

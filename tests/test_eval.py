@@ -1,14 +1,17 @@
 """The CRUXEval scorer against the official scored generations: same pass@k, same verdict on every generation."""
 
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import shared
 
 from operators.scoring import pass_at_k
+from pipeline.cli import main
 from pipeline.evaluate import score
 
 TRACECOT = str(Path(sys.executable).parent / "tracecot")
@@ -53,3 +56,48 @@ def test_bad_data_path_exits_2(tmp_path):
     result = subprocess.run([TRACECOT, "eval", "--bench", "cruxeval-i", "--data", "/no/such.jsonl",
                              "--generations", str(generations)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot read benchmark data" in result.stderr
+
+
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(tmp_path):
+    data = shared("humaneval/HumanEval.jsonl.gz")
+    with gzip.open(data, "rt") as stream:
+        rows = [json.loads(line) for line in stream][:20]
+    generations = {row["task_id"]: [row["canonical_solution"], "    return None\n"] for row in rows}
+    path = tmp_path / "gens.json"
+    path.write_text(json.dumps(generations))
+    report, items = score("humaneval", str(data), str(path))
+    assert report["samples"] == 20
+    assert [item["passed"] for item in items] == [True, False] * 20
+
+
+def test_lcb_exec_scores_call_inputs_and_refuses_echoes(tmp_path):
+    rows = [json.loads(line) for line in shared("cruxeval/cruxeval.jsonl").read_text().splitlines()[:3]]
+    lcb = [{"question_id": row["id"], "function_name": "f", "code": row["code"], "input": f"f({row['input']})",
+            "output": row["output"]} for row in rows]
+    data = tmp_path / "lcb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in lcb))
+    generations = {row["question_id"]: [row["output"], row["input"], "None"] for row in lcb}
+    path = tmp_path / "gens.json"
+    path.write_text(json.dumps(generations))
+    report, items = score("lcb-exec", str(data), str(path))
+    assert [item["passed"] for item in items] == [True, False, False] * 3
+    assert report["pass@1"] == pytest.approx(100 / 3, abs=0.01)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("bench", "style", "fmt"), [("cruxeval-o", "--cot", "cruxeval"),
+                                                     ("cruxeval-i", "--direct", "chat")])
+def test_eval_generates_with_smollm2_then_scores(smollm2, tmp_path, bench, style, fmt):
+    report_path, items_path = tmp_path / "report.json", tmp_path / "items.parquet"
+    code = main(["eval", "--bench", bench, "--data", str(shared("cruxeval/cruxeval.jsonl")), "--model", "smollm2-135m",
+                 "--n", "2", style, "--prompt-format", fmt, "--limit", "3", "--max-tokens", "48",
+                 "--report", str(report_path), "--items", str(items_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["samples"] == 3 and report["generations_scored"] + report["generations_skipped"] == 6
+    assert report["settings"]["prompt_format"] == fmt and report["settings"]["n"] == 2
+    assert 0 <= report["pass@1"] <= 100
+    if style == "--cot":
+        assert 0 <= report["faithful@1"] <= report["pass@1"]
+    items = pq.read_table(items_path).to_pylist()
+    assert len(items) == 6 and all(isinstance(item["answer"], str) for item in items)
