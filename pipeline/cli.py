@@ -76,6 +76,15 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", help="write the JSON report here (default: print it)")
     evaluate.add_argument("--items", help="write per-generation results here as Parquet")
 
+    decontam = sub.add_parser("decontam", help="flag or drop records whose code overlaps benchmark items")
+    decontam.add_argument("--input", required=True, help="records: a Parquet file or folder, or JSON lines with code")
+    decontam.add_argument("--against", required=True, help="cruxeval=PATH,humaneval=PATH,… (or names under "
+                          "$TRACECOT_BENCHMARKS: cruxeval, humaneval, mbpp)")
+    decontam.add_argument("--output", required=True, help="folder for records.parquet (and flagged.parquet)")
+    decontam.add_argument("--drop", action="store_true", help="leave flagged records out of records.parquet")
+    decontam.add_argument("--ngram", type=int, default=10)
+    decontam.add_argument("--threshold", type=float, default=0.5, help="n-gram overlap that flags a record")
+
     trace = sub.add_parser("trace", help="trace one call in the sandbox and print the trace")
     trace.add_argument("file", help="Python file with the function")
     trace.add_argument("--entry-point", required=True, help="function to call")
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command in ("submit", "logs", "status"):
             return _job(args)
+        if args.command == "decontam":
+            return _decontam(args)
         return _run(args)
     except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput,
             ClusterUnreachable, ModelUnavailable) as err:
@@ -207,6 +218,14 @@ def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[
     report["settings"].update(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, cot=args.cot,
                               prompt_format=args.prompt_format, limit=args.limit)
     return report, items
+
+
+def _decontam(args: argparse.Namespace) -> int:
+    from pipeline.decontaminate import decontaminate
+
+    report = decontaminate(args.input, args.against, args.output, args.drop, args.ngram, args.threshold)
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def _trace(args: argparse.Namespace) -> int:

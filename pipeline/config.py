@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from operators.decontam import parse_against
 from operators.ingest import FORMATS as INPUT_FORMATS
 from operators.models import DEFAULT_MODEL
 from operators.narrate import NARRATOR_VERSION
@@ -130,6 +131,13 @@ class VerifierConfig:
 
 
 @dataclass
+class DecontamConfig:
+    against: str | None = None  # e.g. "cruxeval=PATH,humaneval=PATH": drop problems overlapping these
+    ngram: int = 10
+    threshold: float = 0.5
+
+
+@dataclass
 class StorageConfig:
     endpoint_url: str | None = None
     region: str | None = None
@@ -149,13 +157,14 @@ class RunConfig:
     narrator: NarratorConfig = field(default_factory=NarratorConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
 
     def fingerprint(self) -> str:
         """Hash of everything that decides a record's content; reruns skip records with the same one."""
         return content_hash(
             TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, TEACHER_PROMPT_VERSION, VERIFIER_VERSION,
             dataclasses.asdict(self.tracer), self.narrator.content(), dataclasses.asdict(self.verifier),
-            self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs,
+            self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs, dataclasses.asdict(self.decontam),
         )[:16]
 
     def as_dict(self) -> dict[str, Any]:
@@ -240,6 +249,11 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("narrator openai needs narrator.openai.base_url (an OpenAI-compatible endpoint)")
     if config.limit is not None and config.limit < 1:
         raise ConfigError("limit must be a positive number of input rows")
+    if config.decontam.against:
+        try:
+            parse_against(config.decontam.against)
+        except ValueError as err:
+            raise ConfigError(f"decontam.against: {err}") from err
     unknown = sorted(set(config.sandbox.require) - set(LAYERS))
     if unknown:
         raise ConfigError(f"unknown sandbox layer {unknown[0]!r} in sandbox.require (known: {', '.join(LAYERS)})")
@@ -252,6 +266,8 @@ def validate(config: RunConfig) -> None:
         (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
         (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),
         (narrator.samples >= 1, "narrator.samples must be at least 1"),
+        (config.decontam.ngram >= 1, "decontam.ngram must be at least 1"),
+        (0 < config.decontam.threshold <= 1, "decontam.threshold must be in (0, 1]"),
         (narrator.retries >= 0, "narrator.retries must be 0 or more"),
         (narrator.max_tokens >= 1, "narrator.max_tokens must be at least 1"),
         (narrator.temperature >= 0, "narrator.temperature must be 0 or more"),

@@ -20,6 +20,7 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from operators.backends import Sampling
+from operators.decontam import DecontamStage, parse_against
 from operators.execute import Executor
 from operators.ingest import LineParser, ParseNarrations, ParseProblems
 from operators.model_narrate import ModelNarrateStage
@@ -66,6 +67,12 @@ def build(config: RunConfig, source: Location, run_id: str, done: Container[str]
     ingest, settings = ingest_stage(config, source, done, mode)
     ds = ds.map_batches(ingest, batch_format="pyarrow", batch_size=64, num_cpus=0.1,
                         compute=ActorPoolStrategy(min_size=1, max_size=1), fn_constructor_kwargs=settings)
+    if config.decontam.against:
+        ds = ds.map_batches(DecontamStage, batch_format="pyarrow", batch_size=64, num_cpus=0.1,
+                            compute=ActorPoolStrategy(min_size=1, max_size=1),
+                            fn_constructor_kwargs={"against": parse_against(config.decontam.against),
+                                                   "n": config.decontam.ngram,
+                                                   "threshold": config.decontam.threshold})
     # Executors (and the verifier, which runs backward answers) go where CPUs are, or on the nodes that
     # advertise `ray.executor_resource`.
     on_executors = {"resources": {config.ray.executor_resource: 1}} if config.ray.executor_resource else {}

@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, shared
 from helpers import funnel_adds_up, read, run_job
 
 from operators.records import RECORD_SCHEMA, content_hash
@@ -200,3 +200,15 @@ def test_verify_checks_narrations_made_elsewhere(local_ray, tmp_path):
     assert accepted == {r["problem_id"] for r in records} | {"plain"}
     assert rejected == {"tampered": "claim_contradicted", "lying": "claim_contradicted",
                         "backward": "claim_contradicted", None: "malformed_json"}
+
+
+def test_contaminated_problems_are_rejected_before_they_run(local_ray, tmp_path):
+    crux = shared("cruxeval/cruxeval.jsonl")
+    problems = tmp_path / "mixed.jsonl"
+    samples = SAMPLES.read_text().splitlines()[:2]
+    problems.write_text("\n".join(crux.read_text().splitlines()[:2] + samples) + "\n")
+    report = run_job(input=str(problems), output=str(tmp_path / "out"), **{"decontam.against": f"cruxeval={crux}"})
+    funnel_adds_up(report)
+    assert report["funnel"]["rejects_by_reason"] == {"ingest/contaminated": 4}
+    assert {r["problem_id"] for r in read(tmp_path / "out", "records").to_pylist()} == \
+        {json.loads(line)["id"] for line in samples}
