@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +91,18 @@ def score_generations(bench: str, data: dict[str, dict[str, Any]],
     if unknown:
         raise InputError(f"generations name samples the data does not have, e.g. {unknown[0]!r}")
     started = time.perf_counter()
-    results: dict[str, list[bool]] = {}
-    items: list[dict[str, Any]] = []
-    with Sandbox(Limits(timeout_s=TIMEOUT_S, runs=1)) as sandbox:
-        for sample_id, gens in generations.items():
-            verdicts = []
-            for index, generation in enumerate(gens):
-                verdict = _run(sandbox, check(bench, data[sample_id], generation))
-                verdicts.append(verdict)
-                items.append({"sample_id": sample_id, "index": index, "generation": generation,
-                              "passed": verdict, "skipped": verdict is None})
-            # CRUXEval's harness counts a sample none of whose generations passed as all failed.
-            results[sample_id] = sample_results(verdicts, len(gens)) if bench.startswith("cruxeval") \
-                else [v is True for v in verdicts]
+    jobs = [(sample_id, index, generation) for sample_id, gens in generations.items()
+            for index, generation in enumerate(gens)]
+    verdicts = _run_all([check(bench, data[sample_id], generation) for sample_id, _, generation in jobs])
+    items = [{"sample_id": sample_id, "index": index, "generation": generation, "passed": verdict,
+              "skipped": verdict is None} for (sample_id, index, generation), verdict in zip(jobs, verdicts,
+                                                                                               strict=True)]
+    by_sample: dict[str, list[bool | None]] = {sample_id: [] for sample_id in generations}
+    for item in items:
+        by_sample[item["sample_id"]].append(item["passed"])
+    # CRUXEval's harness counts a sample none of whose generations passed as all failed.
+    results = {sample_id: sample_results(v, len(v)) if bench.startswith("cruxeval") else [x is True for x in v]
+               for sample_id, v in by_sample.items()}
     seconds = time.perf_counter() - started
     report = {
         "bench": bench,
@@ -108,16 +110,32 @@ def score_generations(bench: str, data: dict[str, dict[str, Any]],
         "samples": len(results), "generations_scored": sum(1 for item in items if not item["skipped"]),
         "generations_skipped": sum(1 for item in items if item["skipped"]),
         "seconds": round(seconds, 2), "generations_per_s": round(len(items) / max(seconds, 1e-9), 1),
-        "settings": {"timeout_s": TIMEOUT_S, "sandbox": "tracecot fork server, 1 run per program"},
+        "settings": {"timeout_s": TIMEOUT_S, "sandbox": "tracecot fork servers (one per CPU), 1 run per program"},
         "per_sample": results,
     }
     return report, items
 
 
-def _run(sandbox: Sandbox, check: Check) -> bool | None:
-    if check.program is None:
-        return check.verdict
-    return sandbox.run({"kind": "program", "code": check.program})["outcome"] == "ok"
+def _run_all(checks: list[Check]) -> list[bool | None]:
+    """Each check's verdict; programs run in one sandbox per CPU, side by side."""
+    workers = max(1, min(4, os.cpu_count() or 1))
+    local = threading.local()
+    boxes: list[Sandbox] = []
+
+    def run(check: Check) -> bool | None:
+        if check.program is None:
+            return check.verdict
+        if not hasattr(local, "box"):
+            local.box = Sandbox(Limits(timeout_s=TIMEOUT_S, runs=1))
+            boxes.append(local.box)
+        return local.box.run({"kind": "program", "code": check.program})["outcome"] == "ok"
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, checks))
+    finally:
+        for box in boxes:
+            box.close()
 
 
 def generate(bench: str, data: dict[str, dict[str, Any]], backend: str, model: str | None, n: int,
