@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -108,14 +110,35 @@ def tiny_problems(folder: Path, count: int = 2) -> Path:
     return path
 
 
-def stop_cluster(temp_dir: str) -> None:
-    """Kill every process of the Ray cluster started with `temp_dir` (and no other Ray on this machine)."""
+def cluster_nodes(address: str) -> list[dict]:
+    """The live nodes of the Ray cluster at `address` (id, resources), asked by a short-lived driver process so
+    this process's own Ray session is left alone."""
+    code = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); "
+            "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))")
+    out = subprocess.run([sys.executable, "-c", code % address], capture_output=True, text=True, check=True,
+                         env={**os.environ, "RAY_AUTH_MODE": "disabled"}, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def stop_cluster(temp_dir: str, port: int) -> None:
+    """Kill the Ray cluster started with `temp_dir` on `port`: the processes naming either, and all their
+    descendants (agents rename themselves); any other Ray on this machine is left running."""
     import signal
 
+    processes: dict[int, tuple[int, bytes]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if temp_dir.encode() in cmdline.read():
-                    os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline, open(f"/proc/{pid}/stat") as stat:
+                processes[int(pid)] = (int(stat.read().rsplit(")", 1)[1].split()[1]), cmdline.read())
+        except (OSError, ValueError):
             continue
+    markers = (temp_dir.encode(), f":{port}\0".encode())
+    doomed = {pid for pid, (_, text) in processes.items() if any(m in text for m in markers)}
+    while True:
+        children = {pid for pid, (parent, _) in processes.items() if parent in doomed} - doomed
+        if not children:
+            break
+        doomed |= children
+    for pid in doomed - {os.getpid()}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -11,14 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, stop_cluster
-from helpers import funnel_adds_up, run_job
+from conftest import SAMPLES, cluster_nodes, free_port, stop_cluster
+from helpers import funnel_adds_up
 
 pytestmark = pytest.mark.timeout(300)
+ADDRESS = "127.0.0.1:6379"  # the fake provider starts its worker nodes against the default GCS port
 
 
-def _workers(ray) -> int:
-    return sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0)
+def _workers() -> int:
+    return sum(1 for node in cluster_nodes(ADDRESS) if node["resources"].get("CPU", 0) > 0)
 
 
 def _fake_cluster_config(path: Path) -> None:
@@ -41,40 +42,41 @@ def _fake_cluster_config(path: Path) -> None:
 
 @pytest.fixture
 def autoscaling_cluster(tmp_path):
-    import ray
-
-    ray.shutdown()  # the session's local Ray gives way; later tests start a fresh one
     temp_dir = tempfile.mkdtemp(prefix="tcauto-", dir="/tmp")
     config = tmp_path / "autoscaling.json"
     _fake_cluster_config(config)
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "disabled",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    port = 6379  # the fake provider starts its worker nodes against the default GCS port
+    port = 6379
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             pytest.skip("port 6379 is taken; Ray's fake autoscaling provider needs it for the head")
     subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=0",
-                    f"--autoscaling-config={config}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                    f"--autoscaling-config={config}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+                    f"--dashboard-agent-listen-port={free_port()}"],
                    env=env, check=True, capture_output=True)
-    ray.init(f"127.0.0.1:{port}", logging_level="ERROR")
     try:
-        yield ray
+        yield ADDRESS
     finally:
-        ray.shutdown()
-        stop_cluster(temp_dir)
+        stop_cluster(temp_dir, port)
 
 
 def test_workers_scale_up_from_zero_and_back(autoscaling_cluster, tmp_path):
-    ray = autoscaling_cluster
-    assert _workers(ray) == 0
-    before = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-    report = run_job(input=str(SAMPLES), output=str(tmp_path / "out"), limit=8,
-                     **{"storage.shared_filesystem": True})  # every fake node is this machine
+    assert _workers() == 0
+    before = {node["id"] for node in cluster_nodes(autoscaling_cluster)}
+    config = tmp_path / "shared.yaml"
+    config.write_text("storage: {shared_filesystem: true}\n")  # every fake node is this machine
+    output = tmp_path / "out"
+    run = subprocess.run([str(Path(sys.executable).parent / "tracecot"), "run", "--address", autoscaling_cluster,
+                          "--config", str(config), "--input", str(SAMPLES), "--limit", "8", "--output", str(output)],
+                         capture_output=True, text=True, timeout=240, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(next((output / "runs").glob("*.json")).read_text())
     funnel_adds_up(report)
     assert report["funnel"]["written_records"] > 0
     worked_on = {node for stage in ("execute", "verify") for node in report["placement"][stage]}
     assert worked_on and not worked_on & before  # the work ran on nodes that did not exist before the run
     deadline = time.monotonic() + 180
-    while _workers(ray) and time.monotonic() < deadline:
+    while _workers() and time.monotonic() < deadline:
         time.sleep(2)
-    assert _workers(ray) == 0, "idle worker nodes were not removed"
+    assert _workers() == 0, "idle worker nodes were not removed"

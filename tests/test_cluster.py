@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import SAMPLES, free_port, stop_cluster
+from conftest import SAMPLES, cluster_nodes, free_port, stop_cluster
 
 from pipeline.cli import main
 
@@ -22,33 +22,28 @@ BUCKET = "tracecot-test"
 @pytest.fixture(scope="module")
 def cluster(s3_server):
     """Dashboard URL and node ids of a three-node cluster; stopped (only it) at the end."""
-    import ray
-
-    ray.shutdown()  # the session's local Ray is not this cluster; later tests start a fresh one
     temp_dir = tempfile.mkdtemp(prefix="tcray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "AWS_ENDPOINT_URL": s3_server}
     port, dashboard = free_port(), free_port()
     common = ["--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    # Each node's agent gets its own port: the default one may belong to the Ray this test process runs.
     subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dashboard}", "--include-dashboard=true", *common], env=env, check=True,
-                   capture_output=True)
+                    f"--dashboard-port={dashboard}", "--include-dashboard=true",
+                    f"--dashboard-agent-listen-port={free_port()}", *common], env=env, check=True, capture_output=True)
     for cpus, resources in ((2, {"executor": 100}), (1, {"narrator": 100})):
         subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}",
-                        f"--resources={json.dumps(resources)}", *common], env=env, check=True, capture_output=True)
+                        f"--resources={json.dumps(resources)}", f"--dashboard-agent-listen-port={free_port()}",
+                        *common], env=env, check=True, capture_output=True)
     try:
         yield f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
     finally:
-        stop_cluster(temp_dir)
+        stop_cluster(temp_dir, port)
 
 
 def node_roles(gcs: str) -> dict[str, str]:
-    """node id → executor / narrator / head, asked of the cluster from a short-lived driver."""
-    code = (f"import json, ray; ray.init(address={gcs!r}, logging_level='ERROR'); "
-            "print(json.dumps({n['NodeID']: ('narrator' if 'narrator' in n['Resources'] else 'executor' "
-            "if 'executor' in n['Resources'] else 'head') for n in ray.nodes() if n['Alive']}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "RAY_AUTH_MODE": "disabled"})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """node id → executor / narrator / head."""
+    return {node["id"]: "narrator" if "narrator" in node["resources"] else
+            "executor" if "executor" in node["resources"] else "head" for node in cluster_nodes(gcs)}
 
 
 def test_submitted_run_places_stages_on_their_nodes(cluster, s3_server, tmp_path, capsys):
