@@ -21,6 +21,7 @@ from operators.backends import Sampling, TransformersBackend
 from operators.execute import Executor
 from operators.ingest import ParseProblems
 from operators.model_narrate import ModelNarrateStage
+from operators.models import DEFAULT_MODEL
 from operators.records import table
 from operators.sandbox import Limits
 from operators.verify import VerifyStage
@@ -43,7 +44,7 @@ def narrate(backend: str, items: list[dict], sampling: Sampling, batch: int, url
     options = {"openai": {"base_url": url, "concurrency": batch},
                "transformers": {"batch_size": batch},
                "vllm": {"max_model_len": 4096, "gpu_memory_utilization": 0.3}}[backend]
-    stage = ModelNarrateStage(backend, "smollm2", sampling, options, retries=0)
+    stage = ModelNarrateStage(backend, DEFAULT_MODEL, sampling, options, retries=0)
     if stage.broken:
         raise SystemExit(stage.broken)
     started = time.perf_counter()
