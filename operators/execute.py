@@ -7,7 +7,7 @@ from typing import Any
 
 from operators.records import reject
 from operators.sandbox import Limits, Sandbox
-from operators.stage import RowStage
+from operators.stage import RowStage, guarded
 from operators.values import parse_literal
 
 
@@ -22,10 +22,18 @@ class Executor(RowStage):
         self.job_options = {"max_events": max_events, "max_value_len": max_value_len}
         self.isolation = [layer for layer, active in self.sandbox.isolation.items() if active]
 
-    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+    def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        jobs = [{"code": row["code"], "entry_point": row["entry_point"], "input": row["input"], **self.job_options}
+                for row in rows]
+        try:
+            results = self.sandbox.run_many(jobs)
+        except Exception as err:  # the fork server cannot be restarted: these rows fail, the batch goes on
+            results = [{"outcome": "sandbox_error", "message": f"{type(err).__name__}: {err}"}] * len(rows)
+        return [guarded("execute", row, lambda row=row, result=result: self._outcome(row, result))
+                for row, result in zip(rows, results, strict=True)]
+
+    def _outcome(self, row: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
         row = {**row, "isolation": self.isolation}
-        result = self.sandbox.run({"code": row["code"], "entry_point": row["entry_point"], "input": row["input"],
-                                   **self.job_options})
         outcome = result["outcome"]
         if outcome == "bad_input":
             return [reject(row, "execute", "input_not_literal", result.get("message", ""))]

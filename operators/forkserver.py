@@ -1,10 +1,12 @@
-"""The fork server: a warm, single-threaded process that forks one isolated child per job.
+"""The fork server: a warm, single-threaded process that forks isolated children to run jobs.
 
 Run as `python -m operators.forkserver`; `operators.sandbox.Sandbox` starts it and speaks `operators.wire`
-messages over its stdin/stdout. The server enters a fresh network namespace once, reports which isolation
-layers it could set up, then for each job forks a child that applies the per-job layers, runs the call under
-the tracer and writes its JSON result to a pipe. The server enforces the wall-clock timeout and the result
-size cap, and kills the child's whole process group when the job ends.
+messages over its stdin/stdout: a request holds a list of jobs, and one result message comes back per job,
+in order. The server enters a fresh network namespace once, reports which isolation layers it could set up,
+then forks a child that applies the per-child layers, runs the call under the tracer and writes its JSON
+result to a pipe. A child runs one job, or a run of self-contained ones (`operators.sharing`). The server
+enforces each job's wall-clock timeout and result size cap, and kills the child's whole process group when
+it is done with it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ import json
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from operators import calls, isolation
-from operators.wire import recv_msg, send_msg, wait_readable, write_all
+from operators.sharing import self_contained
+from operators.wire import read_exact, recv_msg, send_msg, write_all
 
 _layers: dict[str, bool] = {}
 _syscall_filter = isolation.syscall_filter()
+_FRAME = struct.Struct(">I")
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -52,59 +58,104 @@ def main() -> None:
             request = recv_msg(0)
         except EOFError:
             return
-        send_msg(protocol_out, serve(request["job"], request["limits"]))
+        for result in serve(request["jobs"], request["limits"]):
+            send_msg(protocol_out, result)
 
 
-def serve(job: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
-    """Run one job in a fresh child, in a fresh, empty scratch directory removed afterwards."""
-    started = time.monotonic()
+def serve(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Each job's result, in order: self-contained jobs share a child (up to `jobs_per_child`), others get one
+    each; when a job ends its child (timeout, crash, oversized result) the jobs after it start a new one."""
+    done = 0
+    while done < len(jobs):
+        for result in _run_child(_next_group(jobs[done:], limits["jobs_per_child"]), limits):
+            done += 1
+            yield result
+
+
+def _next_group(jobs: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """The jobs the next child runs: the first job, and the self-contained ones that follow it."""
+    group = []
+    for job in jobs[:size]:
+        if not self_contained(job["code"], f"_({job.get('input', '')})"):
+            return group or [job]
+        group.append(job)
+    return group
+
+
+def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run jobs in one fresh child, in a fresh, empty scratch directory removed afterwards; stops after the
+    first job that ends the child."""
     scratch = tempfile.mkdtemp(prefix="tracecot-job-")
     if _layers["unprivileged_uid"]:
         os.chown(scratch, isolation.NOBODY, isolation.NOBODY)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(job, limits, scratch, write_end)
+        _child(jobs, limits, scratch, write_end)
     os.close(write_end)
     try:
-        deadline = started + limits["runs"] * limits["timeout_s"]
-        data, outcome = _collect(read_end, deadline, limits["max_result_bytes"])
-        _kill_group(pid)  # the result is in (or never will be): whatever still runs goes, so waitpid returns
-        status = os.waitpid(pid, 0)[1]
+        for _ in jobs:
+            started = time.monotonic()
+            result, ended = _collect(read_end, started + limits["runs"] * limits["timeout_s"], limits, pid)
+            result.update(wall_s=round(time.monotonic() - started, 6), child=pid)
+            yield result
+            if ended:
+                return
     finally:
         os.close(read_end)
         _kill_group(pid)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
         shutil.rmtree(scratch, ignore_errors=True)
-    result = _interpret(data, outcome, status)
-    result["wall_s"] = round(time.monotonic() - started, 6)
-    return result
 
 
-def _child(job: dict[str, Any], limits: dict[str, Any], scratch: str, write_end: int) -> None:
-    """Runs in the forked child: isolate, execute, write the result, and never return."""
+def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, write_end: int) -> None:
+    """Runs in the forked child: isolate, execute each job, write each result, and never return."""
     try:
-        os.setsid()
-        _close_inherited_fds(keep=write_end)
-        os.chdir(scratch)
-        isolation.scrub_environment(scratch)
-        isolation.limit_resources(limits)
-        if _layers["unprivileged_uid"] and os.geteuid() == 0:
-            isolation.drop_privileges()
-        isolation.drop_capabilities()
-        if _syscall_filter is not None:
-            _syscall_filter.load()
-        isolation.watch_violations()
-        result = calls.run_repeated(job, limits["runs"], limits["timeout_s"])
-        data = calls.encode_result(result)
+        _isolate(scratch, write_end, {**limits, "cpu_s": limits["cpu_s"] * len(jobs)})
+        for job in jobs:
+            _write_frame(write_end, _run_job(job, limits))
+    except BaseException as exc:
+        _write_frame(write_end, _error(exc))
+    finally:
+        os._exit(0)
+
+
+def _isolate(scratch: str, write_end: int, limits: dict[str, Any]) -> None:
+    """Apply the per-child layers, strongest last: the seccomp filter would refuse some of the others."""
+    os.setsid()
+    _close_inherited_fds(keep=write_end)
+    os.chdir(scratch)
+    isolation.scrub_environment(scratch)
+    isolation.limit_resources(limits)
+    if _layers["unprivileged_uid"] and os.geteuid() == 0:
+        isolation.drop_privileges()
+    isolation.drop_capabilities()
+    if _syscall_filter is not None:
+        _syscall_filter.load()
+    isolation.watch_violations()
+
+
+def _run_job(job: dict[str, Any], limits: dict[str, Any]) -> bytes:
+    isolation.violations.clear()
+    try:
+        data = calls.encode_result(calls.run_repeated(job, limits["runs"], limits["timeout_s"]))
     except MemoryError:
         data = b'{"outcome":"memory","message":"memory limit reached"}'
     except BaseException as exc:  # user code may raise SystemExit or worse; the child reports it
-        data = json.dumps({"outcome": "sandbox_error", "message": f"{type(exc).__name__}: {exc}"[:300],
-                           "detail": traceback.format_exc(limit=-3)[-1000:]}).encode()
-    try:
-        write_all(write_end, data)
-    finally:
-        os._exit(0)
+        data = _error(exc)
+    # Cycles the job left behind go now, so no finaliser of theirs runs during the next job's trace.
+    gc.collect()
+    return data
+
+
+def _error(exc: BaseException) -> bytes:
+    return json.dumps({"outcome": "sandbox_error", "message": f"{type(exc).__name__}: {exc}"[:300],
+                       "detail": traceback.format_exc(limit=-3)[-1000:]}).encode()
+
+
+def _write_frame(fd: int, data: bytes) -> None:
+    write_all(fd, _FRAME.pack(len(data)) + data)
 
 
 def _close_inherited_fds(keep: int) -> None:
@@ -115,34 +166,25 @@ def _close_inherited_fds(keep: int) -> None:
     os.closerange(keep + 1, 65536)
 
 
-def _collect(fd: int, deadline: float, cap: int) -> tuple[bytes, str | None]:
-    """Read the child's result until EOF; stop early with an outcome on timeout or oversize."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            wait_readable(fd, deadline)
-        except TimeoutError:
-            return b"", "timeout"
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks), None
-        size += len(chunk)
-        if size > cap:
-            return b"", "output_limit"
-        chunks.append(chunk)
+def _collect(fd: int, deadline: float, limits: dict[str, Any], pid: int) -> tuple[dict[str, Any], bool]:
+    """The next job's result, and whether the child is over: it died, ran out of time, or wrote too much."""
+    try:
+        (size,) = _FRAME.unpack(read_exact(fd, _FRAME.size, deadline))
+        if size > limits["max_result_bytes"]:
+            return {"outcome": "output_limit", "message": "result larger than the cap"}, True
+        data = read_exact(fd, size, deadline)
+    except TimeoutError:
+        return {"outcome": "timeout", "message": "wall-clock limit reached"}, True
+    except EOFError:
+        _kill_group(pid)
+        return _died(os.waitpid(pid, 0)[1]), True
+    try:
+        return json.loads(data), False
+    except json.JSONDecodeError:
+        return {"outcome": "sandbox_error", "message": "child wrote an unreadable result"}, True
 
 
-def _interpret(data: bytes, outcome: str | None, status: int) -> dict[str, Any]:
-    if outcome == "timeout":
-        return {"outcome": "timeout", "message": "wall-clock limit reached"}
-    if outcome == "output_limit":
-        return {"outcome": "output_limit", "message": "result larger than the cap"}
-    if data:
-        try:
-            return json.loads(data)
-        except json.JSONDecodeError:
-            return {"outcome": "sandbox_error", "message": "child wrote an unreadable result"}
+def _died(status: int) -> dict[str, Any]:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return {"outcome": _SIGNAL_OUTCOMES.get(sig, "killed"), "message": f"killed by {signal.Signals(sig).name}"}

@@ -1,8 +1,9 @@
 """Client side of the sandbox: owns a fork server process and runs jobs through it.
 
-One `Sandbox` per executor actor. Each job runs in a fresh forked child (see `operators.forkserver`) with the
-limits below; the fork server is restarted if it dies, and only the job in flight is reported failed. User
-code can never crash the caller: every failure comes back as an outcome.
+One `Sandbox` per executor actor. Each job runs in a forked child (see `operators.forkserver`) with the limits
+below: a fresh child, or one shared only with other self-contained jobs (`operators.sharing`). The fork server
+is restarted if it dies, and only the job in flight is reported failed. User code can never crash the caller:
+every failure comes back as an outcome.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Limits:
     max_result_bytes: int = 8 << 20
     max_stdout: int = 10_000
     runs: int = 2  # each call runs this many times; differing results are reported `nondeterministic`
+    jobs_per_child: int = 16  # self-contained jobs one child may run in turn (operators.sharing); 1: a child each
 
     def wire(self) -> dict[str, Any]:
         return {**asdict(self), "cpu_s": math.ceil(self.runs * self.timeout_s) + 1}
@@ -108,17 +110,31 @@ class Sandbox:
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run one job; always returns a result dict with an `outcome` from `OUTCOMES`."""
+        return self.run_many([job])[0]
+
+    def run_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run jobs in order, self-contained ones several to a child; one result per job."""
+        results: list[dict[str, Any]] = []
+        while len(results) < len(jobs):
+            results += self._answers(jobs[len(results):])
+        return results
+
+    def _answers(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Results for the jobs, or for those before the one in flight when the fork server failed."""
         if self._proc is None or self._proc.stdin is None or self._proc.stdout is None:
             self._restart()
-        deadline = time.monotonic() + self.limits.runs * self.limits.timeout_s + 30.0
+        answers: list[dict[str, Any]] = []
         try:
-            send_msg(self._proc.stdin.fileno(), {"job": job, "limits": self.limits.wire()})
-            result = recv_msg(self._proc.stdout.fileno(), deadline)
+            send_msg(self._proc.stdin.fileno(), {"jobs": jobs, "limits": self.limits.wire()})
+            for job in jobs:
+                deadline = time.monotonic() + self.limits.runs * self.limits.timeout_s + 30.0
+                result = recv_msg(self._proc.stdout.fileno(), deadline)
+                problem = malformed(result, job.get("kind", "call"))
+                answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
         except (OSError, EOFError, TimeoutError, ValueError) as err:
             self._restart()
-            return {"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"}
-        problem = malformed(result, job.get("kind", "call"))
-        return {"outcome": "sandbox_error", "message": problem} if problem else result
+            answers.append({"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"})
+        return answers
 
     def close(self) -> None:
         if self._proc is not None:

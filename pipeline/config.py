@@ -41,6 +41,7 @@ class SandboxConfig:
     timeout_s: float = 5.0
     memory_mb: int = 1024
     runs: int = 2
+    jobs_per_child: int = 16  # self-contained jobs one sandbox child runs in turn; 1 forks a child per job
     require: list[str] = field(default_factory=lambda: list(DEFAULT_REQUIRED))
 
 
@@ -263,6 +264,7 @@ def validate(config: RunConfig) -> None:
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
         (config.sandbox.memory_mb >= 64, "sandbox.memory_mb must be at least 64"),
         (config.sandbox.runs >= 1, "sandbox.runs must be at least 1"),
+        (config.sandbox.jobs_per_child >= 1, "sandbox.jobs_per_child must be at least 1"),
         (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
         (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),
         (narrator.samples >= 1, "narrator.samples must be at least 1"),
