@@ -6,6 +6,8 @@ Two formats:
   official prompt file is not available offline; this follows its structure and tags, not its exact words.)
 - `chat`: tracecot's own student prompt (`operators.prompts.student_prompt`), so a model trained on tracecot
   records is evaluated in the format it was trained on.
+- a template of the user's (`fill_template`): any text with `{code}`, `{input}` and `{output}` in it — for
+  example CRUXEval's own prompt text, taken from its repository, to compare with published scores.
 HumanEval is a code-generation benchmark: the model completes the function from its signature and docstring.
 """
 
@@ -48,6 +50,22 @@ def benchmark_prompt(bench: str, code: str, input_text: str, output_text: str, c
     call = input_text if bench == "lcb-exec" else f"{entry_point}({input_text})"
     task = f"[PYTHON]\n{code.rstrip()}\nassert {call} == ??\n[/PYTHON]\n"
     return f"{_TASK_O.format(how=how)}\n\n{example}\n\n{task}"
+
+
+_PLACEHOLDER = re.compile(r"\{(code|input|output)\}")
+
+
+def fill_template(template: str, code: str, input_text: str, output_text: str) -> str:
+    """A user's prompt template with the item filled in. Only `{code}`, `{input}` and `{output}` are replaced,
+    in one pass, so other braces stay as they are. `{input}` is the argument list (LiveCodeBench: the call)."""
+    values = {"code": code.rstrip(), "input": input_text, "output": output_text}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def check_template(template: str) -> None:
+    """Raise ValueError unless the template has a place for the code."""
+    if "{code}" not in template:
+        raise ValueError("a prompt template needs a {code} placeholder (and {input} or {output})")
 
 
 def humaneval_prompt(prompt: str) -> str:

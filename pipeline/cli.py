@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -72,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
     style.add_argument("--cot", dest="cot", action="store_true", help="reason step by step before answering")
     style.add_argument("--direct", dest="cot", action="store_false", help="answer directly (default)")
     evaluate.add_argument("--prompt-format", choices=("cruxeval", "chat"), default="cruxeval")
+    evaluate.add_argument("--prompt-template", help="a text file used as the prompt instead, with {code}, {input} "
+                          "and {output} placeholders (e.g. CRUXEval's own prompt text)")
     evaluate.add_argument("--limit", type=int, help="evaluate the first N items only")
     evaluate.add_argument("--report", help="write the JSON report here (default: print it)")
     evaluate.add_argument("--items", help="write per-generation results here as Parquet")
@@ -181,6 +184,8 @@ def _eval(args: argparse.Namespace) -> int:
     from pipeline import evaluate
 
     if args.generations:
+        if args.prompt_template:
+            raise UsageError("--prompt-template is for generating (--model); --generations are scored as they are")
         report, items = evaluate.score(args.bench, args.data, args.generations)
     else:
         report, items = _generate_and_score(args)
@@ -201,13 +206,14 @@ def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[
         raise UsageError("--n, --max-tokens and --limit must be positive, --temperature 0 or more")
     if args.backend == "openai" and not args.base_url:
         raise UsageError("--backend openai needs --base-url")
+    template = _prompt_template(args.prompt_template) if args.prompt_template else None
     data = evaluate.load_benchmark(args.bench, args.data)
     data = dict(list(data.items())[: args.limit]) if args.limit else data
     options = {"base_url": args.base_url} if args.backend == "openai" else {}
     sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature)
     started = time.perf_counter()
     answers = evaluate.generate(args.bench, data, args.backend, args.model, args.n, sampling, args.cot,
-                                args.prompt_format, options)
+                                args.prompt_format, options, template)
     generation_s = time.perf_counter() - started
     report, items = evaluate.score_generations(args.bench, data, evaluate.predictions(args.bench, answers))
     for item in items:
@@ -217,7 +223,23 @@ def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[
     report.update(data=args.data, model=args.model, backend=args.backend, generation_s=round(generation_s, 2))
     report["settings"].update(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, cot=args.cot,
                               prompt_format=args.prompt_format, limit=args.limit)
+    if template is not None:
+        report["settings"].update(prompt_format="template", prompt_template=args.prompt_template,
+                                  prompt_template_sha256=hashlib.sha256(template.encode()).hexdigest())
     return report, items
+
+
+def _prompt_template(path: str) -> str:
+    from operators.eval_prompts import check_template
+
+    try:
+        template = Path(path).read_text()
+        check_template(template)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read the prompt template {path}: {getattr(err, 'strerror', None) or err}") from err
+    except ValueError as err:
+        raise UsageError(f"{path}: {err}") from err
+    return template
 
 
 def _decontam(args: argparse.Namespace) -> int:

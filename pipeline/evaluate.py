@@ -16,7 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from operators.backends import Sampling, make_backend
-from operators.eval_prompts import benchmark_prompt, extract_code, extract_prediction, humaneval_prompt
+from operators.eval_prompts import (
+    benchmark_prompt,
+    extract_code,
+    extract_prediction,
+    fill_template,
+    humaneval_prompt,
+)
 from operators.sandbox import Limits, Sandbox
 from operators.scoring import (
     TIMEOUT_S,
@@ -150,19 +156,22 @@ def _run_all(checks: list[Check]) -> list[bool | None]:
 
 
 def generate(bench: str, data: dict[str, dict[str, Any]], backend: str, model: str | None, n: int,
-             sampling: Sampling, cot: bool, fmt: str, options: dict[str, Any]) -> dict[str, list[str]]:
+             sampling: Sampling, cot: bool, fmt: str, options: dict[str, Any],
+             template: str | None = None) -> dict[str, list[str]]:
     """Ask the model `n` times per item; returns its raw answers by sample id."""
     engine = make_backend(backend, model, sampling, options)
     ids = list(data)
-    prompts = [_prompt(bench, data[i], cot, fmt) for i in ids]
+    prompts = [_prompt(bench, data[i], cot, fmt, template) for i in ids]
     completions = engine.generate([[{"role": "user", "content": p}] for p in prompts for _ in range(n)])
     return {i: [c.text if c.error is None else "" for c in completions[k * n:(k + 1) * n]]
             for k, i in enumerate(ids)}
 
 
-def _prompt(bench: str, item: dict[str, Any], cot: bool, fmt: str) -> str:
+def _prompt(bench: str, item: dict[str, Any], cot: bool, fmt: str, template: str | None) -> str:
     if bench == "humaneval":
         return humaneval_prompt(item["prompt"])
+    if template is not None:
+        return fill_template(template, item["code"], item["input"], item["output"])
     entry = item.get("function_name", "f")
     return benchmark_prompt(bench, item["code"], item["input"], item["output"], cot, fmt, entry)
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import shared
 
+from operators.eval_prompts import fill_template
 from operators.scoring import pass_at_k
 from pipeline.cli import main
 from pipeline.evaluate import score
@@ -101,3 +102,47 @@ def test_eval_generates_with_smollm2_then_scores(smollm2, tmp_path, bench, style
         assert 0 <= report["faithful@1"] <= report["pass@1"]
     items = pq.read_table(items_path).to_pylist()
     assert len(items) == 6 and all(isinstance(item["answer"], str) for item in items)
+
+
+def test_fewer_than_five_generations_give_no_pass_at_5(tmp_path):
+    generations = tmp_path / "gens.json"
+    generations.write_text(json.dumps({"sample_0": ["[(4, 1), (4, 1), (4, 1), (4, 1), (2, 3), (2, 3)]"]}))
+    report, _ = score("cruxeval-o", str(shared("cruxeval/cruxeval.jsonl")), str(generations))
+    assert report["pass@1"] == 100.0 and report["pass@5"] is None
+
+
+def test_a_prompt_template_is_filled_in_one_pass():
+    template = "Code:\n{code}\nassert f({input}) == {output}  # {other} {{}}"
+    filled = fill_template(template, "def f(x):\n    return '{output}'\n", "1", "'{output}'")
+    assert filled == "Code:\ndef f(x):\n    return '{output}'\nassert f(1) == '{output}'  # {other} {{}}"
+
+
+@pytest.mark.parametrize(("content", "extra", "needle"), [
+    ("no placeholder here", [], "needs a {code} placeholder"),
+    (None, [], "cannot read the prompt template"),
+    ("{code}", ["--generations", "gens.json"], "is for generating"),
+])
+def test_bad_prompt_templates_exit_2(tmp_path, content, extra, needle):
+    template = tmp_path / "prompt.txt"
+    if content is not None:
+        template.write_text(content)
+    (tmp_path / "gens.json").write_text("{}")
+    source = extra or ["--model", "smollm2-135m"]
+    data = str(shared("cruxeval/cruxeval.jsonl"))
+    result = subprocess.run([TRACECOT, "eval", "--bench", "cruxeval-o", "--data", data, *source, "--prompt-template",
+                             str(template)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(600)
+def test_eval_with_a_prompt_template(smollm2, tmp_path):
+    template = tmp_path / "prompt.txt"
+    template.write_text("Complete the assertion.\n[PYTHON]\n{code}\nassert f({input}) == ??\n[/PYTHON]\n[ANSWER]\n")
+    report_path = tmp_path / "report.json"
+    code = main(["eval", "--bench", "cruxeval-o", "--data", str(shared("cruxeval/cruxeval.jsonl")), "--model",
+                 "smollm2-135m", "--n", "1", "--limit", "2", "--max-tokens", "24", "--prompt-template", str(template),
+                 "--report", str(report_path)])
+    assert code == 0
+    settings = json.loads(report_path.read_text())["settings"]
+    assert settings["prompt_format"] == "template" and settings["prompt_template"] == str(template)
+    assert len(settings["prompt_template_sha256"]) == 64
