@@ -2,8 +2,8 @@
 
 Two formats:
 - `cruxeval`: CRUXEval's structure — an instruction, a worked example, then the task inside `[PYTHON]` tags,
-  the answer inside `[ANSWER]assert …[/ANSWER]`; with `cot`, reasoning first inside `[THOUGHT]` tags. (The
-  official prompt file is not available offline; this follows its structure and tags, not its exact words.)
+  the answer inside `[ANSWER]assert …[/ANSWER]`; with `cot`, reasoning first inside `[THOUGHT]` tags. It
+  follows CRUXEval's structure and tags in tracecot's own words; for CRUXEval's exact text, use a template.
 - `chat`: tracecot's own student prompt (`operators.prompts.student_prompt`), so a model trained on tracecot
   records is evaluated in the format it was trained on.
 - a template of the user's (`fill_template`): any text with `{code}`, `{input}` and `{output}` in it — for
