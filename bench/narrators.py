@@ -33,11 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def traced_items(problems: int) -> list[dict]:
     parse, executor = ParseProblems(None, "bench", "bench"), Executor(Limits())
-    rows = []
-    for line in DATA.read_text().splitlines()[:problems]:
-        for item in parse.parse(line):
-            rows += [item] if item.get("reason") else executor.process(item)
-    return [row for row in rows if not row.get("reason")]
+    items = [item for line in DATA.read_text().splitlines()[:problems] for item in parse.parse(line)]
+    return [row for row in executor(table(items)).to_pylist() if not row.get("reason")]
 
 
 def narrate(backend: str, items: list[dict], sampling: Sampling, batch: int, url: str | None) -> tuple[float, list]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from operators.execute import Executor
 from operators.ingest import ParseProblems
 from operators.narrate import NarrateStage
+from operators.records import table
 from operators.verify import VerifyStage
 from pipeline import config as cfg
 from pipeline.graph import limits, run
@@ -29,20 +31,19 @@ DEFAULT_INPUT = Path(__file__).resolve().parent.parent.parent / "shared" / "data
 
 
 def sequential(config: cfg.RunConfig) -> tuple[float, int]:
-    """The same operators in one process, one row at a time: no Ray, no Parquet."""
+    """The same operators in one process, on batches of `ray.batch_size` rows as Ray gives them: no Ray, no
+    Parquet."""
     started = time.perf_counter()
     ingest = ParseProblems(None, "bench", config.fingerprint(), tuple(config.directions))
-    executor = Executor(limits(config), tuple(config.sandbox.require))
-    narrate = NarrateStage(config.narrator.full_iterations)
-    verify = VerifyStage(config.verifier.min_coverage, limits=limits(config))
+    stages = (Executor(limits(config), tuple(config.sandbox.require)), NarrateStage(config.narrator.full_iterations),
+              VerifyStage(config.verifier.min_coverage, limits=limits(config)))
+    lines = list(itertools.islice(iter_lines(locate(config.input, config.storage)), config.limit))
     accepted = 0
-    for number, line in enumerate(iter_lines(locate(config.input, config.storage))):
-        if config.limit and number >= config.limit:
-            break
-        for row in ingest.parse(line):
-            for executed in ([] if row.get("reason") else executor.process(row)):
-                for narrated in ([] if executed.get("reason") else narrate.process(executed)):
-                    accepted += sum(not r.get("reason") for r in verify.process(narrated))
+    for start in range(0, len(lines), config.ray.batch_size):
+        batch = table([row for line in lines[start:start + config.ray.batch_size] for row in ingest.parse(line)])
+        for stage in stages:
+            batch = stage(batch)
+        accepted += sum(not row.get("reason") for row in batch.to_pylist())
     return time.perf_counter() - started, accepted
 
 

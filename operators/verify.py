@@ -23,7 +23,7 @@ from operators.claims import ANSWER, Claim, extract
 from operators.narrate import is_opaque
 from operators.records import reject
 from operators.sandbox import Limits, Sandbox
-from operators.stage import RowStage
+from operators.stage import RowStage, guarded
 from operators.structure import TraceView
 from operators.values import canonical, parse_literal
 
@@ -317,16 +317,26 @@ class VerifyStage(RowStage):
         self.require = require
         self._sandbox: Sandbox | None = None
 
-    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        events, input_text, answer_run = json.loads(row["trace"]), row["input"], None
-        parsed = parse_answer(row["cot"]) if row["direction"] == "backward" else None
-        if parsed is not None:
-            answer_run = self._run_answer(row, parsed)
-            if isinstance(answer_run, str):
-                return [reject({**row, "stage": "verify"}, "verify", "wrong_answer", answer_run)]
-            if not same_arguments(parsed.input_text, row["input"]) and answer_run["outcome"] == "ok":
-                # Reasoning about one input cannot vouch for another: check the claims on the answer's trace.
-                events, input_text = answer_run["trace"], parsed.input_text
+    def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Verify each row; the backward answers of the whole batch run in the sandbox together."""
+        parsed = [parse_answer(row["cot"]) if row["direction"] == "backward" else None for row in rows]
+        jobs = [None if answer is None else _answer_job(row, answer) for row, answer in zip(rows, parsed, strict=True)]
+        runnable = [i for i, job in enumerate(jobs) if isinstance(job, dict)]
+        runs = dict(zip(runnable, self.sandbox.run_many([jobs[i] for i in runnable]), strict=True)) if runnable else {}
+        return [guarded("verify", row, lambda i=i, row=row: self._verdict(row, parsed[i], runs.get(i, jobs[i])))
+                for i, row in enumerate(rows)]
+
+    def _verdict(self, row: dict[str, Any], parsed: ParsedAnswer | None,
+                 answer_run: dict[str, Any] | str | None) -> list[dict[str, Any]]:
+        """The verified row or its rejection; `answer_run` is the backward answer's sandboxed run, or the
+        reason it could not run."""
+        if isinstance(answer_run, str):
+            return [reject({**row, "stage": "verify"}, "verify", "wrong_answer", answer_run)]
+        events, input_text = json.loads(row["trace"]), row["input"]
+        if parsed is not None and answer_run is not None and answer_run["outcome"] == "ok" \
+                and not same_arguments(parsed.input_text, row["input"]):
+            # Reasoning about one input cannot vouch for another: check the claims on the answer's trace.
+            events, input_text = answer_run["trace"], parsed.input_text
         report, _ = self.verifier.check(row["direction"], row["cot"], row["code"], row["entry_point"], input_text,
                                         row["output"], events)
         if answer_run is not None:
@@ -335,15 +345,6 @@ class VerifyStage(RowStage):
         if report.passed:
             return [row]
         return [reject(row, "verify", reason_for(report), report.first_failure or "")]
-
-    def _run_answer(self, row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
-        """Run a backward answer's input in the sandbox (traced unless it is the traced input); a reason
-        string when it may not run: an input other than the given one must be plain literals."""
-        same = same_arguments(parsed.input_text, row["input"])
-        if not same and not literal_arguments(parsed.input_text):
-            return "a backward answer's input must be Python literals"
-        job = {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text}
-        return self.sandbox.run({**job, "max_events": 1} if same else job)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -360,3 +361,13 @@ def reason_for(report: Report) -> str:
     if not report.answer_ok:
         return "wrong_answer"
     return "unverifiable"
+
+
+def _answer_job(row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
+    """The sandbox job that runs a backward answer's input (traced unless it is the traced input); a reason
+    string when it may not run: an input other than the given one must be plain literals."""
+    same = same_arguments(parsed.input_text, row["input"])
+    if not same and not literal_arguments(parsed.input_text):
+        return "a backward answer's input must be Python literals"
+    job = {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text}
+    return {**job, "max_events": 1} if same else job
