@@ -1,5 +1,7 @@
 """Self-contained jobs share a sandbox child; nothing one job does reaches another's result."""
 
+import threading
+
 import pytest
 
 from operators.sandbox import Limits, Sandbox
@@ -85,3 +87,14 @@ def test_one_child_per_job_when_asked():
     with Sandbox(Limits(jobs_per_child=1)) as sandbox:
         results = sandbox.run_many([job(PURE, "[1]"), job(PURE, "[2]")])
     assert results[0]["child"] != results[1]["child"]
+
+
+def test_when_the_fork_server_dies_mid_batch_only_the_job_in_flight_fails():
+    spin = job("def f():\n    while True:\n        pass\n")
+    with Sandbox(Limits(timeout_s=1.0)) as sandbox:
+        killer = threading.Timer(0.3, sandbox._proc.kill)
+        killer.start()
+        results = sandbox.run_many([spin, job(PURE, "[1]"), job(PURE, "[10]")])
+        killer.join()
+        assert [r["outcome"] for r in results] == ["sandbox_error", "ok", "ok"]
+        assert [r["output"] for r in results[1:]] == ["1", "2"] and sandbox.restarts == 1
