@@ -114,10 +114,14 @@ def cluster_nodes(address: str) -> list[dict]:
     """The live nodes of the Ray cluster at `address` (id, resources), asked by a short-lived driver process so
     this process's own Ray session is left alone."""
     code = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); "
-            "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))")
+            "print('NODES', json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} "
+            "for n in ray.nodes() if n['Alive']]))")
     out = subprocess.run([sys.executable, "-c", code % address], capture_output=True, text=True, check=True,
                          env={**os.environ, "RAY_AUTH_MODE": "disabled"}, timeout=120)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # Ray may print its own lines around ours (more so on a loaded machine): take the marked one.
+    marked = [line for line in out.stdout.splitlines() if line.startswith("NODES ")]
+    assert marked, f"the driver printed no node list: {out.stdout[-500:]!r} {out.stderr[-500:]!r}"
+    return json.loads(marked[-1].removeprefix("NODES "))
 
 
 def stop_cluster(temp_dir: str, port: int) -> None:
