@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -54,10 +55,10 @@ def loop(problems, traced):
 
 _SNOOP = '''import pysnooper
 trace_file = "trace.log"
-@pysnooper.snoop(output=trace_file, depth=1)
 {code}
 print("FINAL_RESULT:", f({args}))
 '''
+_DECORATOR = "@pysnooper.snoop(output=trace_file, depth=1)\n"  # above `def f`, as the reference inserts it
 _BATCH = 16
 
 
@@ -87,7 +88,8 @@ def snooped(problems: list[tuple[str, str]]) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as scratch:
         for code, args in problems:
             script = Path(scratch) / "script.py"
-            script.write_text(_SNOOP.format(code=code, args=args))
+            decorated = re.sub(r"^def f\(", _DECORATOR + "def f(", code, count=1, flags=re.M)
+            script.write_text(_SNOOP.format(code=decorated, args=args))
             done = subprocess.run([sys.executable, str(script)], cwd=scratch, capture_output=True, timeout=30)
             assert done.returncode == 0, done.stderr[-300:]
     return time.perf_counter() - started, _children_cpu() - cpu_before
@@ -99,22 +101,29 @@ def _children_cpu() -> float:
 
 
 def _tree_cpu(pid: int) -> float:
-    """CPU seconds of this process plus `pid` and its descendants, including the children they reaped."""
+    """CPU seconds of this process plus `pid` and its descendants, including the children they reaped (a
+    child that ends while the tree is read is counted by its parent once reaped, or not at all: ~1 ms)."""
     own = os.times()
     return own.user + own.system + sum(_proc_cpu(p) for p in _descendants(pid))
 
 
 def _descendants(pid: int) -> list[int]:
     found = [pid]
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        for child in children.read().split():
-            found += _descendants(int(child))
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            for child in children.read().split():
+                found += _descendants(int(child))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
     return found
 
 
 def _proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
     return sum(int(ticks) for ticks in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 

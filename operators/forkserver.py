@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import struct
 import sys
 import tempfile
 import time
@@ -27,11 +26,10 @@ from typing import Any
 
 from operators import calls, isolation
 from operators.sharing import self_contained
-from operators.wire import read_exact, recv_msg, send_msg, write_all
+from operators.wire import recv_frame, recv_msg, send_frame, send_msg
 
 _layers: dict[str, bool] = {}
 _syscall_filter = isolation.syscall_filter()
-_FRAME = struct.Struct(">I")
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -59,11 +57,11 @@ def main() -> None:
         except EOFError:
             return
         for result in serve(request["jobs"], request["limits"]):
-            send_msg(protocol_out, result)
+            send_frame(protocol_out, result)
 
 
-def serve(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Each job's result, in order: self-contained jobs share a child (up to `jobs_per_child`), others get one
+def serve(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[bytes]:
+    """Each job's result as JSON, in order: self-contained jobs share a child (up to `jobs_per_child`), others get one
     each; when a job ends its child (timeout, crash, oversized result) the jobs after it start a new one."""
     done = 0
     while done < len(jobs):
@@ -82,7 +80,7 @@ def _next_group(jobs: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
     return group
 
 
-def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[bytes]:
     """Run jobs in one fresh child, in a fresh, empty scratch directory removed afterwards; stops after the
     first job that ends the child."""
     scratch = tempfile.mkdtemp(prefix="tracecot-job-")
@@ -97,8 +95,7 @@ def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[d
         for _ in jobs:
             started = time.monotonic()
             result, ended = _collect(read_end, started + limits["runs"] * limits["timeout_s"], limits, pid)
-            result.update(wall_s=round(time.monotonic() - started, 6), child=pid)
-            yield result
+            yield _stamped(result, round(time.monotonic() - started, 6), pid)
             if ended:
                 return
     finally:
@@ -114,9 +111,9 @@ def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, wri
     try:
         _isolate(scratch, write_end, {**limits, "cpu_s": limits["cpu_s"] * len(jobs)})
         for job in jobs:
-            _write_frame(write_end, _run_job(job, limits))
+            send_frame(write_end, _run_job(job, limits))
     except BaseException as exc:
-        _write_frame(write_end, _error(exc))
+        send_frame(write_end, _error(exc))
     finally:
         os._exit(0)
 
@@ -154,10 +151,6 @@ def _error(exc: BaseException) -> bytes:
                        "detail": traceback.format_exc(limit=-3)[-1000:]}).encode()
 
 
-def _write_frame(fd: int, data: bytes) -> None:
-    write_all(fd, _FRAME.pack(len(data)) + data)
-
-
 def _close_inherited_fds(keep: int) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -166,22 +159,29 @@ def _close_inherited_fds(keep: int) -> None:
     os.closerange(keep + 1, 65536)
 
 
-def _collect(fd: int, deadline: float, limits: dict[str, Any], pid: int) -> tuple[dict[str, Any], bool]:
-    """The next job's result, and whether the child is over: it died, ran out of time, or wrote too much."""
+def _collect(fd: int, deadline: float, limits: dict[str, Any], pid: int) -> tuple[bytes | dict[str, Any], bool]:
+    """The next job's result (the child's JSON, passed on unparsed, or the server's own verdict), and whether
+    the child is over: it died, ran out of time, or wrote too much."""
     try:
-        (size,) = _FRAME.unpack(read_exact(fd, _FRAME.size, deadline))
-        if size > limits["max_result_bytes"]:
-            return {"outcome": "output_limit", "message": "result larger than the cap"}, True
-        data = read_exact(fd, size, deadline)
+        return recv_frame(fd, deadline, limits["max_result_bytes"]), False
+    except OverflowError:
+        return {"outcome": "output_limit", "message": "result larger than the cap"}, True
     except TimeoutError:
         return {"outcome": "timeout", "message": "wall-clock limit reached"}, True
     except EOFError:
         _kill_group(pid)
         return _died(os.waitpid(pid, 0)[1]), True
-    try:
-        return json.loads(data), False
-    except json.JSONDecodeError:
-        return {"outcome": "sandbox_error", "message": "child wrote an unreadable result"}, True
+
+
+def _stamped(result: bytes | dict[str, Any], wall_s: float, pid: int) -> bytes:
+    """The result with the job's wall time and child added: spliced into the child's JSON object as text, so
+    a large trace is not decoded and encoded again here (the client parses and checks it)."""
+    stamp = f'"wall_s":{wall_s},"child":{pid}'.encode()
+    if isinstance(result, dict):
+        return json.dumps(result, separators=(",", ":")).encode()[:-1] + b"," + stamp + b"}"
+    if not (result.startswith(b"{") and result.endswith(b"}")):
+        return _stamped({"outcome": "sandbox_error", "message": "child wrote an unreadable result"}, wall_s, pid)
+    return result[:-1] + b"," + stamp + b"}"
 
 
 def _died(status: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ every failure comes back as an outcome.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from operators.wire import recv_msg, send_msg
+from operators.wire import recv_frame, recv_msg, send_msg
 
 OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
@@ -78,6 +79,14 @@ def malformed(result: Any, kind: str) -> str | None:
     return None
 
 
+def _decoded(data: bytes) -> Any:
+    """A result as the fork server passed it on; user code could have made it unreadable (then None)."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
 class SandboxUnavailable(RuntimeError):
     """This machine cannot provide an isolation layer the configuration requires."""
 
@@ -128,7 +137,7 @@ class Sandbox:
             send_msg(self._proc.stdin.fileno(), {"jobs": jobs, "limits": self.limits.wire()})
             for job in jobs:
                 deadline = time.monotonic() + self.limits.runs * self.limits.timeout_s + 30.0
-                result = recv_msg(self._proc.stdout.fileno(), deadline)
+                result = _decoded(recv_frame(self._proc.stdout.fileno(), deadline))
                 problem = malformed(result, job.get("kind", "call"))
                 answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
         except (OSError, EOFError, TimeoutError, ValueError) as err:

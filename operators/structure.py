@@ -6,6 +6,7 @@ Shared by the tracer, the narrators and the verifier, so all three agree on what
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -27,7 +28,7 @@ def structure(code: str) -> Structure:
     statements: dict[int, int] = {}
     condition_names: dict[int, list[str]] = {}
     comparisons: dict[int, tuple[str, str, str]] = {}
-    for node in ast.walk(ast.parse(code)):
+    for node in _statements(ast.parse(code).body):
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
             loops[node.lineno] = node.end_lineno or node.lineno
         if isinstance(node, ast.If | ast.While) and node.body:
@@ -37,12 +38,24 @@ def structure(code: str) -> Structure:
             comparison = _simple_comparison(node.test, code)
             if comparison:
                 comparisons[node.lineno] = comparison
-        if isinstance(node, ast.stmt):
-            body = getattr(node, "body", None)
-            last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
-            for line in range(node.lineno + 1, last + 1):
-                statements.setdefault(line, node.lineno)
+        body = getattr(node, "body", None)
+        last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
+        for line in range(node.lineno + 1, last + 1):
+            statements.setdefault(line, node.lineno)
     return Structure(loops, branches, statements, condition_names, comparisons)
+
+
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement, nested ones included, without visiting expressions (which hold no statements):
+    several times faster than `ast.walk`, and the tracer pays for this once per job."""
+    for node in body:
+        yield node
+        for name in ("body", "orelse", "finalbody"):
+            inner = getattr(node, name, None)
+            if isinstance(inner, list):
+                yield from _statements(inner)
+        for block in (*getattr(node, "handlers", ()), *getattr(node, "cases", ())):
+            yield from _statements(block.body)
 
 
 _OPERATORS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",

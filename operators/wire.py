@@ -13,14 +13,24 @@ _HEADER = struct.Struct(">I")
 
 
 def send_msg(fd: int, message: Any) -> None:
-    data = json.dumps(message, separators=(",", ":")).encode()
-    write_all(fd, _HEADER.pack(len(data)) + data)
+    send_frame(fd, json.dumps(message, separators=(",", ":")).encode())
 
 
 def recv_msg(fd: int, deadline: float | None = None) -> Any:
     """Read one message; raises EOFError when the peer is gone, TimeoutError past `deadline`."""
+    return json.loads(recv_frame(fd, deadline))
+
+
+def send_frame(fd: int, data: bytes) -> None:
+    write_all(fd, _HEADER.pack(len(data)) + data)
+
+
+def recv_frame(fd: int, deadline: float | None = None, limit: int | None = None) -> bytes:
+    """Read one frame's bytes; raises OverflowError, unread, when the frame says it is larger than `limit`."""
     (size,) = _HEADER.unpack(read_exact(fd, _HEADER.size, deadline))
-    return json.loads(read_exact(fd, size, deadline))
+    if limit is not None and size > limit:
+        raise OverflowError(f"a frame of {size} bytes is over the {limit}-byte limit")
+    return read_exact(fd, size, deadline)
 
 
 def write_all(fd: int, data: bytes) -> None:
