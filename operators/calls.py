@@ -9,6 +9,7 @@ import json
 import sys
 import time
 import types
+from functools import lru_cache
 from typing import Any
 
 from operators import isolation
@@ -120,7 +121,7 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     stdout = _CappedText(job.get("max_stdout", 10_000))
     sys.stdout = sys.stderr = stdout
     try:
-        exec(compile(job["code"], CODE_FILENAME, "exec"), namespace)
+        exec(_compiled(job["code"], CODE_FILENAME), namespace)
     except (Exception, SystemExit) as exc:
         return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300],
                 "line": _user_line(exc), "where": "module"}
@@ -153,10 +154,16 @@ def run_program(job: dict[str, Any]) -> dict[str, Any]:
     """Execute a whole program (a benchmark's checker: code plus asserts); ok when it raises nothing."""
     sys.stdout = sys.stderr = _CappedText(job.get("max_stdout", 10_000))
     try:
-        exec(compile(job["code"], "<program>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+        exec(_compiled(job["code"], "<program>"), {"__name__": "__main__", "__builtins__": builtins})
     except (Exception, SystemExit) as exc:
         return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300]}
     return {"outcome": "sandbox_violation" if isolation.violations else "ok"}
+
+
+@lru_cache(maxsize=4)
+def _compiled(code: str, filename: str) -> types.CodeType:
+    """Compiled once for both determinism runs: a code object is immutable, each run executes it afresh."""
+    return compile(code, filename, "exec")
 
 
 def encode_result(result: dict[str, Any]) -> bytes:
