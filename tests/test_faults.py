@@ -28,14 +28,15 @@ def _executor_pids() -> list[int]:
 def test_killing_an_executor_mid_run_loses_and_duplicates_nothing(local_ray, tmp_path):
     output = tmp_path / "out"
     result: dict = {}
+    # All 800 problems, a fresh child per call: long enough a run that the kill lands while it works.
     job = threading.Thread(target=lambda: result.update(report=run_job(
-        input=str(shared("cruxeval/cruxeval.jsonl")), output=str(output), limit=150)))
+        input=str(shared("cruxeval/cruxeval.jsonl")), output=str(output), **{"sandbox.jobs_per_child": 1})))
     job.start()
     deadline = time.monotonic() + 120
     while not (pids := _executor_pids()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert pids, "no executor actor came up"
-    time.sleep(2.0)  # let it take work
+    time.sleep(1.0)  # let it take work
     assert job.is_alive(), "the run ended before the crash could be injected"
     os.kill(pids[0], signal.SIGKILL)
     job.join(timeout=500)
@@ -43,7 +44,7 @@ def test_killing_an_executor_mid_run_loses_and_duplicates_nothing(local_ray, tmp
 
     report = result["report"]
     funnel_adds_up(report)
-    assert report["funnel"]["items"] == 300
+    assert report["funnel"]["items"] == 1600
     ids = read(output, "records").column("record_id").to_pylist() + \
         read(output, "rejected").column("record_id").to_pylist()
-    assert len(ids) == len(set(ids)) == 300
+    assert len(ids) == len(set(ids)) == 1600
