@@ -98,3 +98,12 @@ def test_when_the_fork_server_dies_mid_batch_only_the_job_in_flight_fails():
         killer.join()
         assert [r["outcome"] for r in results] == ["sandbox_error", "ok", "ok"]
         assert [r["output"] for r in results[1:]] == ["1", "2"] and sandbox.restarts == 1
+
+
+def test_a_memory_failure_leaves_the_shared_child_usable():
+    bomb = job("def f(n):\n    return len('x' * n)\n", str(2**30))
+    big = job("def f(n):\n    return len([0] * n)\n", str(10**7))
+    with Sandbox(Limits(memory_mb=512)) as sandbox:
+        first, second = sandbox.run_many([bomb, big])
+    assert first["outcome"] == "memory" and second["output"] == "10000000"
+    assert first["child"] == second["child"]
