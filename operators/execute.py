@@ -25,10 +25,7 @@ class Executor(RowStage):
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         jobs = [{"code": row["code"], "entry_point": row["entry_point"], "input": row["input"], **self.job_options}
                 for row in rows]
-        try:
-            results = self.sandbox.run_many(jobs)
-        except Exception as err:  # the fork server cannot be restarted: these rows fail, the batch goes on
-            results = [{"outcome": "sandbox_error", "message": f"{type(err).__name__}: {err}"}] * len(rows)
+        results = self.sandbox.run_many(jobs)
         return [guarded("execute", row, lambda row=row, result=result: self._outcome(row, result))
                 for row, result in zip(rows, results, strict=True)]
 

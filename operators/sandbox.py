@@ -125,7 +125,11 @@ class Sandbox:
         """Run jobs in order, self-contained ones several to a child; one result per job."""
         results: list[dict[str, Any]] = []
         while len(results) < len(jobs):
-            results += self._answers(jobs[len(results):])
+            try:
+                results += self._answers(jobs[len(results):])
+            except (SandboxUnavailable, OSError) as err:  # the fork server cannot be started again
+                failed = {"outcome": "sandbox_error", "message": f"the sandbox cannot restart: {err}"}
+                results += [dict(failed) for _ in jobs[len(results):]]
         return results
 
     def _answers(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,7 +145,7 @@ class Sandbox:
                 problem = malformed(result, job.get("kind", "call"))
                 answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
         except (OSError, EOFError, TimeoutError, ValueError) as err:
-            self._restart()
+            self.close()  # started again for the jobs still to run, or by the next call
             answers.append({"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"})
         return answers
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 _REFLECTIVE = frozenset({"__import__", "getattr", "setattr", "delattr", "vars", "globals", "locals", "eval",
                          "exec", "compile", "breakpoint", "open", "input", "help", "memoryview"})
 _INTERNAL_ATTRIBUTE = re.compile(r"^(_|(f|gi|cr|ag|tb)_)")
 
 
+@lru_cache(maxsize=64)  # the fork server asks again about the job that ended the previous child's run
 def self_contained(*sources: str) -> bool:
     """Whether code (and the argument text that calls it) can only touch its own namespace."""
     try:
