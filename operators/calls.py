@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import hashlib
 import io
 import json
 import sys
@@ -76,43 +77,18 @@ def _written_in_input(value: Any) -> bool:
         and value.__code__.co_filename == "<string>"
 
 
-def run_repeated(job: dict[str, Any], runs: int, timeout_s: float) -> dict[str, Any]:
-    """Run a job `runs` times in this process, each from fresh module state; differing runs → nondeterministic.
+def run_job(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run a job once in this process (a sandbox child); over `timeout_s` is a timeout even when it finished.
 
-    Runs share the forked child, so they agree on what a fresh process would (the code is executed anew in a
-    new namespace, `random` keeps its stream, the clock moves on) at the cost of one fork instead of `runs`.
+    Whether a result is reproducible is decided by the client, which runs the job again in another fork
+    server started with another hash seed (`operators.sandbox`).
     """
     run = run_program if job.get("kind") == "program" else run_traced
-    first = _timed(run, job, timeout_s)
-    for _ in range(runs - 1):
-        if first["outcome"] not in ("ok", "exception"):
-            break
-        difference = _difference(first, _timed(run, job, timeout_s))
-        if difference:
-            return {"outcome": "nondeterministic", "message": difference}
-    return first
-
-
-def _timed(run: Any, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """One run; over `timeout_s` is a timeout even when it finished (the parent kills only past all runs)."""
     started = time.monotonic()
     result = run(job)
     if time.monotonic() - started > timeout_s:
         return {"outcome": "timeout", "message": "wall-clock limit reached"}
     return result
-
-
-def _difference(first: dict[str, Any], second: dict[str, Any]) -> str | None:
-    """How two runs of the same call differ (outcome, output, exception or trace), or None."""
-    for key in ("outcome", "output", "exc_type", "message"):
-        if first.get(key) != second.get(key):
-            return f"two runs differ in {key}: {str(first.get(key))[:60]!r} vs {str(second.get(key))[:60]!r}"
-    for a, b in zip(first.get("trace", []), second.get("trace", []), strict=False):
-        if a != b:
-            return f"two runs differ at trace step {a['step']} (line {a['line']})"
-    if len(first.get("trace", [])) != len(second.get("trace", [])):
-        return "two runs have traces of different lengths"
-    return None
 
 
 def run_traced(job: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +142,13 @@ def _compiled(code: str, filename: str) -> types.CodeType:
     return compile(code, filename, "exec")
 
 
-def encode_result(result: dict[str, Any]) -> bytes:
-    return json.dumps(result, separators=(",", ":")).encode()
+def encode_result(result: dict[str, Any], compare_only: bool = False) -> bytes:
+    """The result as JSON, with `digest`, a hash of the trace, so two runs compare without sending both traces;
+    `compare_only` leaves the trace itself out (a determinism run needs only what is compared)."""
+    trace = json.dumps(result.pop("trace", []), separators=(",", ":"))
+    result["digest"] = hashlib.blake2b(trace.encode(), digest_size=16).hexdigest()
+    head = json.dumps(result, separators=(",", ":"))
+    return (head if compare_only else f'{head[:-1]},"trace":{trace}}}').encode()
 
 
 def _failure_outcome(exc: BaseException) -> str:

@@ -4,9 +4,11 @@ Run as `python -m operators.forkserver`; `operators.sandbox.Sandbox` starts it a
 messages over its stdin/stdout: a request holds a list of jobs, and one result message comes back per job,
 in order. The server enters a fresh network namespace once, reports which isolation layers it could set up,
 then forks a child that applies the per-child layers, runs the call under the tracer and writes its JSON
-result to a pipe. A child runs one job, or a run of self-contained ones (`operators.sharing`). The server
-enforces each job's wall-clock timeout and result size cap, and kills the child's whole process group when
-it is done with it.
+result to a pipe. A child runs the jobs of one problem (consecutive jobs with the same code, up to
+`jobs_per_child`), never jobs of two problems: nothing one problem's code does can reach another's result.
+The server enforces each job's wall-clock timeout and result size cap, and kills the child's whole process
+group when it is done with it. Each run of a job happens in one server, once; the client asks a second
+server, started with another hash seed, to run it again (`operators.sandbox`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from operators import calls, isolation
-from operators.sharing import self_contained
+from operators import calls, isolation, landlock
 from operators.wire import recv_frame, recv_msg, send_frame, send_msg
 
 _layers: dict[str, bool] = {}
 _syscall_filter = isolation.syscall_filter()
+_LANDLOCK_ABI = landlock.abi_version()
+_READ_ROOTS = landlock.read_roots()
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -45,6 +48,7 @@ def main() -> None:
         "scratch_dir": True,
         "unprivileged_uid": isolation.can_drop_privileges(),
         "readonly_fs": not os.access("/", os.W_OK),
+        "filesystem": landlock.works(_READ_ROOTS, _LANDLOCK_ABI),
         "no_capabilities": isolation.undumpable(),
     })
     send_msg(protocol_out, {"layers": _layers})
@@ -61,8 +65,8 @@ def main() -> None:
 
 
 def serve(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[bytes]:
-    """Each job's result as JSON, in order: self-contained jobs share a child (up to `jobs_per_child`), others get one
-    each; when a job ends its child (timeout, crash, oversized result) the jobs after it start a new one."""
+    """Each job's result as JSON, in order: the jobs of one problem share a child (up to `jobs_per_child`); when a
+    job ends its child (timeout, crash, oversized result) the jobs after it start a new one."""
     done = 0
     while done < len(jobs):
         for result in _run_child(_next_group(jobs[done:], limits["jobs_per_child"]), limits):
@@ -71,11 +75,11 @@ def serve(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[bytes]
 
 
 def _next_group(jobs: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
-    """The jobs the next child runs: the first job, and the self-contained ones that follow it."""
-    group = []
-    for job in jobs[:size]:
-        if not self_contained(job["code"], f"_({job.get('input', '')})"):
-            return group or [job]
+    """The jobs the next child runs: the first job, and those right after it with the same code and kind."""
+    group = [jobs[0]]
+    for job in jobs[1:size]:
+        if job["code"] != group[0]["code"] or job.get("kind") != group[0].get("kind"):
+            break
         group.append(job)
     return group
 
@@ -94,7 +98,7 @@ def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[b
     try:
         for _ in jobs:
             started = time.monotonic()
-            result, ended = _collect(read_end, started + limits["runs"] * limits["timeout_s"], limits, pid)
+            result, ended = _collect(read_end, started + limits["timeout_s"], limits, pid)
             yield _stamped(result, round(time.monotonic() - started, 6), pid)
             if ended:
                 return
@@ -123,6 +127,8 @@ def _isolate(scratch: str, write_end: int, limits: dict[str, Any]) -> None:
     os.setsid()
     _close_inherited_fds(keep=write_end)
     os.chdir(scratch)
+    if _layers["filesystem"]:
+        landlock.contain(scratch, _READ_ROOTS, _LANDLOCK_ABI)
     isolation.scrub_environment(scratch)
     isolation.limit_resources(limits)
     if _layers["unprivileged_uid"] and os.geteuid() == 0:
@@ -136,7 +142,7 @@ def _isolate(scratch: str, write_end: int, limits: dict[str, Any]) -> None:
 def _run_job(job: dict[str, Any], limits: dict[str, Any]) -> bytes:
     isolation.violations.clear()
     try:
-        data = calls.encode_result(calls.run_repeated(job, limits["runs"], limits["timeout_s"]))
+        data = calls.encode_result(calls.run_job(job, limits["timeout_s"]), job.get("compare_only", False))
     except MemoryError:
         data = b'{"outcome":"memory","message":"memory limit reached"}'
     except BaseException as exc:  # user code may raise SystemExit or worse; the child reports it

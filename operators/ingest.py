@@ -20,6 +20,7 @@ from operators.calls import BadInput, arguments_text, check_syntax, input_text
 from operators.prompts import messages, student_prompt
 from operators.records import DIRECTIONS, content_hash, record_id, reject, table
 from operators.stage import guarded, node_name, stamp
+from operators.values import valid_text
 
 FORMATS = ("generic", "asserts", "cruxeval", "mbpp", "humaneval")
 _REQUIRED = {
@@ -119,10 +120,7 @@ def _from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str
     problem = Problem(problem_id, code, entry_point or "")
     seen: set[str] = set()
     for test in tests:
-        try:
-            tree = ast.parse(test.replace("\r\n", "\n"))
-        except SyntaxError as err:
-            raise BadProblem("syntax_error", f"test does not parse: {err.msg}") from err
+        tree = _parsed(test.replace("\r\n", "\n"), "test")
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare | ast.Call | ast.UnaryOp)):
                 continue
@@ -153,19 +151,26 @@ def _calls_in(test: ast.AST, source: str, names: str | set[str]):
             yield node, expected if direct else None
 
 
+def _parsed(source: str, what: str) -> ast.Module:
+    """The syntax tree of untrusted text, or BadProblem: no text, however deep or odd, raises anything else."""
+    try:
+        return ast.parse(source)
+    except SyntaxError as err:
+        raise BadProblem("syntax_error", f"{what} does not parse: {err.msg} (line {err.lineno})") from err
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise BadProblem("syntax_error", f"{what} cannot be parsed: {type(err).__name__}") from err
+
+
 def _top_level_names(code: str) -> set[str]:
     try:
-        tree = ast.parse(code)
-    except SyntaxError:
+        tree = _parsed(code, "code")
+    except BadProblem:
         return set()
     return {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
 
 
 def _check_code(problem: Problem) -> None:
-    try:
-        tree = ast.parse(problem.code)
-    except SyntaxError as err:
-        raise BadProblem("syntax_error", f"code does not parse: {err.msg} (line {err.lineno})") from err
+    tree = _parsed(problem.code, "code")
     names = set()
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -184,12 +189,14 @@ class LineParser:
     def parse(self, text: str) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def parse_guarded(self, text: str) -> list[dict[str, Any]]:
+        """`parse`, or one rejected row when parsing fails in a way `parse` did not foresee: no line stops a run."""
+        fallback = {"raw": text[:2000], "rows_read": 1, "record_id": content_hash("failed row", text)}
+        return guarded("ingest", fallback, lambda: self.parse(text))
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
-        rows: list[dict[str, Any]] = []
-        for text in batch.column("text").to_pylist():
-            fallback = {"raw": text[:2000], "rows_read": 1, "record_id": content_hash("failed row", text)}
-            rows.extend(guarded("ingest", fallback, lambda text=text: self.parse(text)))
+        rows = [row for text in batch.column("text").to_pylist() for row in self.parse_guarded(text)]
         for row in rows:
             row["t_ingest"] = (time.perf_counter() - started) / len(rows)
         stamp(rows, "ingest", node_name())
@@ -314,21 +321,22 @@ class ParseNarrations(LineParser):
 
 
 def _json_object(text: str) -> dict[str, Any]:
+    """The row a line holds, every text in it valid Unicode (a lone surrogate becomes its escape text)."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as err:
         raise BadProblem("malformed_json", f"line is not JSON: {err.msg} at column {err.colno}") from err
+    except (RecursionError, ValueError) as err:  # nested too deep, an integer too long to read, …
+        raise BadProblem("malformed_json", f"line is JSON that cannot be read: {type(err).__name__}") from err
     if not isinstance(row, dict):
         raise BadProblem("malformed_json", "line is JSON but not an object")
-    return row
+    return valid_text(row)
 
 
 def _peek_id(text: str) -> str | None:
     try:
-        row = json.loads(text)
-    except json.JSONDecodeError:
+        row = _json_object(text)
+    except BadProblem:
         return None
-    if isinstance(row, dict):
-        value = row.get("id", row.get("task_id", row.get("problem_id")))
-        return None if value is None else str(value)
-    return None
+    value = row.get("id", row.get("task_id", row.get("problem_id")))
+    return None if value is None else valid_text(str(value))

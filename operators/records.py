@@ -92,7 +92,25 @@ def record_id(code: str, entry_point: str, input_text: str, direction: str, fing
 
 
 def table(rows: list[dict[str, Any]], schema: pa.Schema = WORK_SCHEMA) -> pa.Table:
-    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+    """The rows as a table; a row that cannot be stored (a value of the wrong type, text that is not valid
+    Unicode) becomes a rejected row saying so, instead of failing the whole batch."""
+    columns = [{name: row.get(name) for name in schema.names} for row in rows]
+    try:
+        return pa.Table.from_pylist(columns, schema=schema)
+    except (pa.ArrowException, UnicodeError, OverflowError, TypeError, ValueError):
+        return pa.Table.from_pylist([_storable(row, schema) for row in columns], schema=schema)
+
+
+def _storable(row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    try:
+        pa.Table.from_pylist([row], schema=schema)
+        return row
+    except (pa.ArrowException, UnicodeError, OverflowError, TypeError, ValueError) as err:
+        kept = {key: row.get(key) for key in ("record_id", "problem_id", "source", "direction", "rows_read")}
+        kept = {key: value if isinstance(value, int | None) else str(value).encode("utf-8", "backslashreplace")
+                .decode() for key, value in kept.items()}
+        return reject({**kept, "record_id": kept["record_id"] or content_hash("unstorable", repr(row)[:10_000])},
+                      row.get("stage") or "store", "internal_error", f"row cannot be stored: {type(err).__name__}")
 
 
 def reject(row: dict[str, Any], stage: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:

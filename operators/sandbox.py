@@ -1,16 +1,23 @@
-"""Client side of the sandbox: owns a fork server process and runs jobs through it.
+"""Client side of the sandbox: owns the fork server processes and runs jobs through them.
 
 One `Sandbox` per executor actor. Each job runs in a forked child (see `operators.forkserver`) with the limits
-below: a fresh child, or one shared only with other self-contained jobs (`operators.sharing`). The fork server
-is restarted if it dies, and only the job in flight is reported failed. User code can never crash the caller:
-every failure comes back as an outcome.
+below; a child serves the jobs of one problem, never two problems. A job runs `runs` times, each time in its
+own fork server started with its own `PYTHONHASHSEED`, the repeats in a fresh child each: a result stands
+only when a fresh process under another hash seed reproduces it (outcome, output, exception and the whole
+trace), else it is `nondeterministic`. Detection is by trial: an order that two seeds happen to agree on
+passes (for a set of two strings, about one time in two); raise `runs` to narrow that.
+
+A fork server that dies is restarted, and only the job in flight is reported failed. User code can never
+crash the caller: every failure comes back as an outcome, and every text in a result is valid Unicode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,16 +26,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from operators.values import valid_text
 from operators.wire import recv_frame, recv_msg, send_msg
 
 OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
 LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", "scratch_dir", "unprivileged_uid",
-          "readonly_fs", "no_capabilities")
-DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout")
+          "readonly_fs", "no_capabilities", "filesystem")
+DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout", "filesystem")
+# How to get each layer, for the one line a run that lacks a required layer exits with.
+FIXES = {"filesystem": "needs Landlock (Linux >= 5.13 with landlock in the lsm= boot list)",
+         "network_namespace": "needs network namespaces (unshare(CLONE_NEWNET))",
+         "seccomp": "needs libseccomp2 (apt-get install libseccomp2)"}
 _START_TIMEOUT_S = 60.0
-_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _BWRAP_ENV = {**_ENV, "TMPDIR": "/dev/shm"}
+_COMPARED = ("outcome", "output", "exc_type", "message", "digest")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -63,28 +77,40 @@ def _home_binds(home: str) -> list[str]:
     return args
 
 
-_OK_FIELDS = {"output": str, "trace": list, "output_is_literal": bool, "output_truncated": bool,
-              "truncated_events": bool}
+_OK_FIELDS = {"output": str, "output_is_literal": bool, "output_truncated": bool, "digest": str}
 
 
-def malformed(result: Any, kind: str) -> str | None:
+def malformed(result: Any, job: dict[str, Any]) -> str | None:
     """What is wrong with a result, or None. The child writes it after running user code, which could have
     written its own; a well-formed fake cannot be told apart, but a malformed one never reaches a stage."""
     if not isinstance(result, dict) or result.get("outcome") not in OUTCOMES:
         return "the sandbox returned a result without a known outcome"
-    if result["outcome"] == "ok" and kind == "call":
-        wrong = [k for k, kind_of in _OK_FIELDS.items() if not isinstance(result.get(k), kind_of)]
-        if wrong or not all(isinstance(e, dict) for e in result["trace"]):
+    if result["outcome"] == "ok" and job.get("kind", "call") == "call":
+        fields = _OK_FIELDS if job.get("compare_only") else {**_OK_FIELDS, "trace": list, "truncated_events": bool}
+        wrong = [k for k, kind_of in fields.items() if not isinstance(result.get(k), kind_of)]
+        if wrong or not all(isinstance(e, dict) for e in result.get("trace", [])):
             return f"the sandbox returned a malformed result (fields: {', '.join(wrong) or 'trace'})"
     return None
 
 
 def _decoded(data: bytes) -> Any:
-    """A result as the fork server passed it on; user code could have made it unreadable (then None)."""
+    """A result as the fork server passed it on, with every text made valid Unicode; None when user code made it
+    unreadable (not JSON, or nested too deep to parse)."""
     try:
-        return json.loads(data)
-    except ValueError:
+        result = json.loads(data)
+    except (ValueError, RecursionError):
         return None
+    return valid_text(result) if _SURROGATE_ESCAPE.search(data) else result
+
+
+def _difference(first: dict[str, Any], again: dict[str, Any]) -> str | None:
+    """How a repeat run differs from the first (outcome, output, exception or trace), or None."""
+    for key in _COMPARED:
+        if first.get(key) != again.get(key):
+            what = "trace" if key == "digest" else key
+            return (f"two runs under different hash seeds differ in {what}: {str(first.get(key))[:60]!r} vs "
+                    f"{str(again.get(key))[:60]!r}")
+    return None
 
 
 class SandboxUnavailable(RuntimeError):
@@ -99,70 +125,28 @@ class Limits:
     open_files: int = 64
     max_result_bytes: int = 8 << 20
     max_stdout: int = 10_000
-    runs: int = 2  # each call runs this many times; differing results are reported `nondeterministic`
-    jobs_per_child: int = 16  # self-contained jobs one child may run in turn (operators.sharing); 1: a child each
+    runs: int = 2  # each call runs this many times, each under its own hash seed; differing → nondeterministic
+    jobs_per_child: int = 16  # jobs of one problem (same code) one child may run in turn; 1: a child each
 
-    def wire(self) -> dict[str, Any]:
-        return {**asdict(self), "cpu_s": math.ceil(self.runs * self.timeout_s) + 1}
+    def wire(self, repeat: bool = False) -> dict[str, Any]:
+        """The limits a fork server applies; a repeat run gets a fresh child per job."""
+        return {**asdict(self), "cpu_s": math.ceil(self.timeout_s) + 1,
+                "jobs_per_child": 1 if repeat else self.jobs_per_child}
 
 
-class Sandbox:
-    """A warm fork server plus the limits every job runs under."""
+class _ForkServer:
+    """One fork server process, started with its own hash seed (under bubblewrap where that works)."""
 
-    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = DEFAULT_REQUIRED) -> None:
-        self.limits = limits or Limits()
-        self.require = require
-        self.restarts = 0
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.layers: dict[str, bool] = {}
         self._proc: subprocess.Popen | None = None
-        self.isolation: dict[str, bool] = {}
-        self._start()
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Run one job; always returns a result dict with an `outcome` from `OUTCOMES`."""
-        return self.run_many([job])[0]
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
 
-    def run_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run jobs in order, self-contained ones several to a child; one result per job."""
-        results: list[dict[str, Any]] = []
-        while len(results) < len(jobs):
-            try:
-                results += self._answers(jobs[len(results):])
-            except (SandboxUnavailable, OSError) as err:  # the fork server cannot be started again
-                failed = {"outcome": "sandbox_error", "message": f"the sandbox cannot restart: {err}"}
-                results += [dict(failed) for _ in jobs[len(results):]]
-        return results
-
-    def _answers(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Results for the jobs, or for those before the one in flight when the fork server failed."""
-        if self._proc is None or self._proc.stdin is None or self._proc.stdout is None:
-            self._restart()
-        answers: list[dict[str, Any]] = []
-        try:
-            send_msg(self._proc.stdin.fileno(), {"jobs": jobs, "limits": self.limits.wire()})
-            for job in jobs:
-                deadline = time.monotonic() + self.limits.runs * self.limits.timeout_s + 30.0
-                result = _decoded(recv_frame(self._proc.stdout.fileno(), deadline))
-                problem = malformed(result, job.get("kind", "call"))
-                answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
-        except (OSError, EOFError, TimeoutError, ValueError) as err:
-            self.close()  # started again for the jobs still to run, or by the next call
-            answers.append({"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"})
-        return answers
-
-    def close(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-    def __enter__(self) -> Sandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _start(self) -> None:
-        # Under bubblewrap where it works (read-only root, private /tmp, own namespaces), else as it is.
+    def start(self) -> None:
         # The fork server gets a minimal environment: secrets of the caller never reach it or its children.
         server = [sys.executable, "-m", "operators.forkserver"]
         attempts = [(bwrap_command() + server, _BWRAP_ENV)] if shutil.which("bwrap") else []
@@ -170,24 +154,107 @@ class Sandbox:
         for number, (command, env) in enumerate(attempts, 1):
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=None if number == len(attempts) else subprocess.DEVNULL,
-                                          env=env, cwd="/")
+                                          env={**env, "PYTHONHASHSEED": str(self.seed)}, cwd="/")
             assert self._proc.stdout is not None
             try:
-                hello = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)
-                break
+                self.layers = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)["layers"]
+                return
             except (EOFError, TimeoutError):
                 self.close()
-                if number == len(attempts):
-                    raise SandboxUnavailable("the sandbox's fork server did not start") from None
-        self.isolation = hello["layers"]
-        missing = [layer for layer in self.require if not self.isolation.get(layer)]
+        raise SandboxUnavailable("the sandbox's fork server did not start")
+
+    def answers(self, jobs: list[dict[str, Any]], limits: dict[str, Any]) -> list[dict[str, Any]]:
+        """Results for the jobs, or for those before the one in flight when the fork server failed."""
+        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
+        answers: list[dict[str, Any]] = []
+        try:
+            send_msg(self._proc.stdin.fileno(), {"jobs": jobs, "limits": limits})
+            for job in jobs:
+                result = _decoded(recv_frame(self._proc.stdout.fileno(), time.monotonic() + limits["timeout_s"] + 30))
+                problem = malformed(result, job)
+                answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
+        except (OSError, EOFError, TimeoutError, ValueError) as err:
+            self.close()  # started again for the jobs still to run, or by the next call
+            answers.append({"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"})
+        return answers
+
+    def close(self, graceful: bool = False) -> None:
+        """Stop the server; `graceful` lets it finish removing its last child's scratch directory first."""
+        if self._proc is None:
+            return
+        if graceful and self._proc.stdin is not None:
+            self._proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=2)
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+
+
+class Sandbox:
+    """Warm fork servers, one per run of a job, plus the limits every job runs under."""
+
+    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = DEFAULT_REQUIRED) -> None:
+        self.limits = limits or Limits()
+        self.require = require
+        self.restarts = 0
+        self.servers = [_ForkServer(seed) for seed in range(self.limits.runs)]
+        for server in self.servers:
+            self._start(server)
+        self.isolation = {layer: all(s.layers.get(layer, False) for s in self.servers)
+                          for layer in self.servers[0].layers}
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job; always returns a result dict with an `outcome` from `OUTCOMES`."""
+        return self.run_many([job])[0]
+
+    def run_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run jobs in order, each `runs` times; one result per job, `nondeterministic` where runs differ. A job
+        that failed its first run (timeout, memory, …) is not run again."""
+        results = self._run_on(self.servers[0], jobs, self.limits.wire())
+        for server in self.servers[1:]:
+            again = [i for i, result in enumerate(results) if result["outcome"] in ("ok", "exception")]
+            if not again:
+                break
+            repeats = self._run_on(server, [{**jobs[i], "compare_only": True} for i in again],
+                                   self.limits.wire(repeat=True))
+            for i, repeat in zip(again, repeats, strict=True):
+                if repeat["outcome"] == "sandbox_error":
+                    results[i] = repeat
+                elif difference := _difference(results[i], repeat):
+                    results[i] = {"outcome": "nondeterministic", "message": difference,
+                                  "wall_s": results[i].get("wall_s"), "child": results[i].get("child")}
+        return results
+
+    def _run_on(self, server: _ForkServer, jobs: list[dict[str, Any]], limits: dict[str, Any]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        while len(results) < len(jobs):
+            try:
+                if not server.running:
+                    self.restarts += 1
+                    self._start(server)
+                results += server.answers(jobs[len(results):], limits)
+            except (SandboxUnavailable, OSError) as err:  # the fork server cannot be started again
+                failed = {"outcome": "sandbox_error", "message": f"the sandbox cannot restart: {err}"}
+                results += [dict(failed) for _ in jobs[len(results):]]
+        return results
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close(graceful=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self, server: _ForkServer) -> None:
+        server.start()
+        missing = [layer for layer in self.require if not server.layers.get(layer)]
         if missing:
             self.close()
+            fixes = "; ".join(f"{layer} {FIXES[layer]}" for layer in missing if layer in FIXES)
             raise SandboxUnavailable(
-                f"sandbox cannot provide required isolation: {', '.join(missing)} "
-                "(lower sandbox.require in the config to run without it)")
-
-    def _restart(self) -> None:
-        self.close()
-        self.restarts += 1
-        self._start()
+                f"sandbox cannot provide required isolation: {', '.join(missing)}{f' ({fixes})' if fixes else ''}; "
+                "to run without it anyway, remove it from sandbox.require in the config")

@@ -37,6 +37,18 @@ def parse_literal(text: str) -> Any:
         raise ValueError(f"not a Python literal: {text[:80]!r}") from err
 
 
+def valid_text(value: Any) -> Any:
+    """`value` (JSON-like) with every string made encodable as UTF-8: a lone surrogate, which JSON can carry
+    but Parquet cannot store, becomes its escape text (`\\ud800`). Anything else is returned as it is."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [valid_text(item) for item in value]
+    if isinstance(value, dict):
+        return {valid_text(key): valid_text(item) for key, item in value.items()}
+    return value
+
+
 def canonical(text: str) -> str | None:
     """Canonical rendering of a literal's text, or None when the text is not a literal."""
     try:

@@ -320,8 +320,8 @@ class VerifyStage(RowStage):
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """Verify each row; the backward answers of the whole batch run in the sandbox together."""
         parsed = [parse_answer(row["cot"]) if row["direction"] == "backward" else None for row in rows]
-        jobs = [None if answer is None else _answer_job(row, answer) for row, answer in zip(rows, parsed, strict=True)]
-        runnable = [i for i, job in enumerate(jobs) if isinstance(job, dict)]
+        jobs = [None if answer is None else _answer_run(row, answer) for row, answer in zip(rows, parsed, strict=True)]
+        runnable = [i for i, job in enumerate(jobs) if isinstance(job, dict) and "outcome" not in job]
         runs = dict(zip(runnable, self.sandbox.run_many([jobs[i] for i in runnable]), strict=True)) if runnable else {}
         return [guarded("verify", row, lambda i=i, row=row: self._verdict(row, parsed[i], runs.get(i, jobs[i])))
                 for i, row in enumerate(rows)]
@@ -363,11 +363,12 @@ def reason_for(report: Report) -> str:
     return "unverifiable"
 
 
-def _answer_job(row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
-    """The sandbox job that runs a backward answer's input (traced unless it is the traced input); a reason
-    string when it may not run: an input other than the given one must be plain literals."""
-    same = same_arguments(parsed.input_text, row["input"])
-    if not same and not literal_arguments(parsed.input_text):
+def _answer_run(row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
+    """A backward answer's run: already known when its input is the traced one (same syntax tree, so the same
+    call: the call is paid once), else the sandbox job that traces it, or the reason it may not run (an input
+    other than the given one must be plain literals)."""
+    if same_arguments(parsed.input_text, row["input"]):
+        return {"outcome": "ok", "output": row["output"]}
+    if not literal_arguments(parsed.input_text):
         return "a backward answer's input must be Python literals"
-    job = {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text}
-    return {**job, "max_events": 1} if same else job
+    return {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text}

@@ -40,8 +40,8 @@ class RayConfig:
 class SandboxConfig:
     timeout_s: float = 5.0
     memory_mb: int = 1024
-    runs: int = 2
-    jobs_per_child: int = 16  # self-contained jobs one sandbox child runs in turn; 1 forks a child per job
+    runs: int = 2  # each run in its own fork server under its own hash seed; results must agree
+    jobs_per_child: int = 16  # jobs of one problem (same code) one sandbox child runs in turn; 1: a child per job
     require: list[str] = field(default_factory=lambda: list(DEFAULT_REQUIRED))
 
 

@@ -19,7 +19,7 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from operators.backends import Sampling
+from operators.backends import Sampling, Secret
 from operators.decontam import DecontamStage, parse_against
 from operators.execute import Executor
 from operators.ingest import LineParser, ParseNarrations, ParseProblems
@@ -106,10 +106,12 @@ def narrate_step(ds: ray.data.Dataset, config: RunConfig) -> ray.data.Dataset:
                               num_cpus=0.1, compute=ActorPoolStrategy(min_size=1, max_size=config.ray.executors),
                               fn_constructor_kwargs={"full_iterations": narrator.full_iterations}, **on_narrators)
     placement: dict[str, Any] = {"num_cpus": actors.cpus, "num_gpus": actors.gpus, **on_narrators}
-    key_name = narrator.openai.api_key_env
-    if narrator.name == "openai" and os.environ.get(key_name):
-        # Workers may have started before the key was set: hand it over in the actors' environment only.
-        placement["runtime_env"] = {"env_vars": {key_name: os.environ[key_name]}}
+    options = narrator.backend_options()
+    key = os.environ.get(narrator.openai.api_key_env)
+    if narrator.name == "openai" and key:
+        # Workers may have started before the key was set, and may run on other nodes: the key travels
+        # through the object store, never in a runtime environment (Ray logs those).
+        options["api_key"] = Secret(key)
     sampling = Sampling(narrator.max_tokens, narrator.temperature, narrator.top_p, narrator.seed)
     return ds.map_batches(
         ModelNarrateStage, batch_format="pyarrow", batch_size=narrator.batch_size,
@@ -117,7 +119,7 @@ def narrate_step(ds: ray.data.Dataset, config: RunConfig) -> ray.data.Dataset:
                                   max_tasks_in_flight_per_actor=actors.batches_in_flight), **placement,
         fn_constructor_kwargs={
             "backend": narrator.name, "model": narrator.content()["model"], "sampling": sampling,
-            "options": narrator.backend_options(), "retries": narrator.retries, "timeout_s": narrator.timeout_s,
+            "options": options, "retries": narrator.retries, "timeout_s": narrator.timeout_s,
             "prompt_budget_chars": narrator.prompt_budget_chars, "min_coverage": config.verifier.min_coverage,
             "min_claims": config.verifier.min_claims, "full_iterations": narrator.full_iterations})
 
@@ -133,7 +135,7 @@ def up_to_date_tally(config: RunConfig, source: Location, done: Container[str], 
     for number, line in enumerate(iter_lines(source)):
         if config.limit and number >= config.limit:
             break
-        for row in ingest.parse(line):
+        for row in ingest.parse_guarded(line):
             if not row.get("skipped"):
                 return None
             rows.append(row)

@@ -1,6 +1,7 @@
 """Model narrators with a real model (SmolLM2-135M-Instruct): whatever it writes is verified and accounted for."""
 
 import json
+from pathlib import Path
 
 import pyarrow.dataset as pads
 import pytest
@@ -47,6 +48,8 @@ def test_openai_narrator_rides_out_429_and_500(local_ray, model_server, tmp_path
     for folder in ("records", "rejected"):
         written += json.dumps(pads.dataset(output / folder).to_table().to_pylist(), default=str)
     assert SECRET not in written
+    session = Path(local_ray._private.worker._global_node.get_session_dir_path())
+    assert not [path for path in session.rglob("*") if path.is_file() and SECRET.encode() in path.read_bytes()]
 
 
 def test_an_endpoint_that_keeps_failing_does_not_hang_the_run(local_ray, tmp_path):

@@ -55,9 +55,10 @@ def test_no_new_processes(sandbox, body):
 def test_environment_secrets_do_not_leak(monkeypatch):
     monkeypatch.setenv("TRACECOT_FAKE_SECRET", "s3cr3t")
     with Sandbox() as fresh:
-        result = run(fresh, "import os\ndef f():\n    return sorted(os.environ.items())\n")
+        result = run(fresh, "import os\ndef f():\n    return [sorted(os.environ), 's3cr3t' in repr(os.environ)]\n")
     assert result["outcome"] == "ok"
-    assert "s3cr3t" not in result["output"] and "AWS_SECRET" not in result["output"]
+    names, leaked = eval(result["output"])
+    assert "TRACECOT_FAKE_SECRET" not in names and not leaked and "AWS_SECRET_ACCESS_KEY" not in names
 
 
 def test_wall_clock_timeout_and_recovery():
@@ -89,8 +90,9 @@ def test_stdout_flood_and_huge_results_are_capped(sandbox):
         assert huge["output_truncated"]
 
 
-def test_writes_stay_in_the_scratch_directory(sandbox, tmp_path):
-    result = run(sandbox, "import os\ndef f():\n    open('x.txt', 'w').write('hi')\n    return os.getcwd()\n")
+def test_writes_stay_in_the_scratch_directory():
+    with Sandbox(Limits(runs=1)) as box:  # one run: the scratch path differs from child to child
+        result = run(box, "import os\ndef f():\n    open('x.txt', 'w').write('hi')\n    return os.getcwd()\n")
     assert result["outcome"] == "ok"
     assert not os.path.exists(eval(result["output"]))  # the scratch directory is removed after the job
 
@@ -111,8 +113,8 @@ def test_canary_outside_the_scratch_directory_stays_unchanged(sandbox):
 
 def test_fork_server_restarts_after_it_dies():
     with Sandbox() as box:
-        box._proc.kill()
-        box._proc.wait()
+        box.servers[0]._proc.kill()
+        box.servers[0]._proc.wait()
         assert run(box, "def f():\n    return 1\n")["outcome"] == "sandbox_error"
         assert run(box, "def f():\n    return 1\n")["output"] == "1"
         assert box.restarts == 1
@@ -165,7 +167,7 @@ def test_user_code_cannot_reach_the_fork_servers_pipes(sandbox):
             "        with open(f'/proc/{os.getppid()}/fd/{fd}', 'wb') as pipe:\n"
             "            pipe.write(struct.pack('>I', len(fake)) + fake)\n"
             "    return 1\n")
-    assert run(sandbox, body)["outcome"] in ("exception", "sandbox_violation")
+    assert run(sandbox, body)["outcome"] in ("exception", "sandbox_violation", "nondeterministic")
     assert run(sandbox, "def f(x):\n    return x * 2\n", args="5")["output"] == "10"
     assert run(sandbox, "def f(x):\n    return x * 3\n", args="5")["output"] == "15"
 
@@ -174,12 +176,11 @@ def test_a_forged_result_is_not_trusted(sandbox):
     body = ("import os, struct\n"
             "def f():\n"
             "    fake = b'{\"outcome\": \"ok\"}'\n"
-            "    for fd in os.listdir('/proc/self/fd'):\n"
-            "        if int(fd) > 2:\n"
-            "            try:\n"
-            "                os.write(int(fd), struct.pack('>I', len(fake)) + fake)\n"
-            "            except OSError:\n"
-            "                pass\n"
+            "    for fd in range(3, 256):\n"
+            "        try:\n"
+            "            os.write(fd, struct.pack('>I', len(fake)) + fake)\n"
+            "        except OSError:\n"
+            "            pass\n"
             "    os._exit(0)\n")
     assert run(sandbox, body)["outcome"] == "sandbox_error"
 
