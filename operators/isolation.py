@@ -20,7 +20,11 @@ CLONE_NEWNET = 0x40000000
 CLONE_THREAD = 0x00010000
 _DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat", "kill", "tkill", "tgkill", "ptrace",
            "process_vm_readv", "process_vm_writev", "unshare", "setns", "mount", "umount2", "bpf",
-           "perf_event_open", "io_uring_setup", "keyctl", "add_key", "request_key")
+           "perf_event_open", "io_uring_setup", "keyctl", "add_key", "request_key",
+           # File metadata, which Landlock does not cover: a child running as root still owns root's files.
+           "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
+           "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
+           "fremovexattr")
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
