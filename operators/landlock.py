@@ -108,7 +108,8 @@ def works(readable: list[str], abi: int) -> bool:
             contain("/dev/null", readable, abi)
             with open(os.__file__, "rb"):
                 pass
-            for attempt in (lambda: os.listdir("/"), lambda: open(f"/tmp/.tracecot-probe-{os.getpid()}", "w")):
+            probe = f"/tmp/.tracecot-probe-{os.getpid()}"
+            for attempt in (lambda: os.listdir("/"), lambda: os.open(probe, os.O_CREAT | os.O_WRONLY)):
                 try:
                     attempt()
                 except PermissionError:
