@@ -8,11 +8,13 @@
 (b) one subprocess per call under PySnooper, as the reference pipeline does: the function decorated with
     `pysnooper.snoop(output=<trace file>, depth=1)`, written to a script, run by `python script.py`
     (measured on the first --snoop problems).
-The sandbox is measured as the pipeline's executor uses it: batches of 16 calls (`run_many`), both with
-self-contained calls sharing children (the default) and with a fresh child per call (`jobs_per_child=1`).
+The sandbox is measured as the pipeline's executor uses it: batches of 16 calls (`run_many`), every layer
+on, a child per problem (CRUXEval has one call per problem, so a child per call), with the default two
+runs under two hash seeds (a fresh child in a second fork server reproduces each call) and with one run.
 Every stream is sequential. Rates are given per wall second of that stream and per CPU second it used (the
-sandbox's whole process tree: client, bubblewrap, fork server and its children, read from /proc) — the
-second is the per-core figure. Also prints the tracer's own cost per line event.
+sandbox's whole process tree: client, bubblewrap, fork servers and their children, read from /proc) — the
+second is the per-core figure. Also prints the tracer's own cost per line event, and where a call's time
+goes: a bare fork and exit of the fork server, the Landlock ruleset, and the rest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from pathlib import Path
 
 from operators.sandbox import Limits, Sandbox
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
+_ROOT = Path(__file__).resolve().parent.parent
+DATA = _ROOT.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
 
 # Runs inside one sandboxed child: every problem's call, with or without the tracer, timed in-process.
 _LOOP = '''
@@ -71,16 +74,48 @@ def in_one_child(problems: list[tuple[str, str]], traced: bool) -> tuple[float, 
     return seconds, events
 
 
-def sandboxed(problems: list[tuple[str, str]], runs: int, jobs_per_child: int) -> tuple[float, float]:
+def sandboxed(problems: list[tuple[str, str]], runs: int) -> tuple[float, float]:
     """Wall seconds and CPU seconds for every call through one sandbox, in batches as the executor sends them."""
     jobs = [{"code": code, "entry_point": "f", "input": args} for code, args in problems]
-    with Sandbox(Limits(runs=runs, jobs_per_child=jobs_per_child)) as box:
-        assert box._proc is not None
-        cpu_before, started = _tree_cpu(box._proc.pid), time.perf_counter()
+    with Sandbox(Limits(runs=runs)) as box:
+        servers = [server._proc.pid for server in box.servers if server._proc is not None]
+        cpu_before, started = _tree_cpu(servers), time.perf_counter()
         for start in range(0, len(jobs), _BATCH):
             results = box.run_many(jobs[start:start + _BATCH])
             assert all(r["outcome"] == "ok" for r in results), [r for r in results if r["outcome"] != "ok"][:1]
-        return time.perf_counter() - started, _tree_cpu(box._proc.pid) - cpu_before
+        return time.perf_counter() - started, _tree_cpu(servers) - cpu_before
+
+
+_FORK_COST = """
+import os, time
+from operators import forkserver, landlock
+
+def measure(n):
+    roots, abi = landlock.read_roots(), landlock.abi_version()
+    started = time.perf_counter()
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    fork = (time.perf_counter() - started) / n
+    started = time.perf_counter()
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            landlock.contain("/dev/null", roots, abi)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    return fork, (time.perf_counter() - started) / n - fork
+"""
+
+
+def fork_costs(n: int = 300) -> tuple[float, float]:
+    """Seconds for a bare fork and exit of a process with the fork server's imports, and for Landlock on top."""
+    script = f"{_FORK_COST}\nprint(list(measure({n})))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=_ROOT)
+    fork, landlock = json.loads(done.stdout)
+    return fork, landlock
 
 
 def snooped(problems: list[tuple[str, str]]) -> tuple[float, float]:
@@ -100,11 +135,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of this process plus `pid` and its descendants, including the children they reaped (a
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds of this process plus `pids` and their descendants, including the children they reaped (a
     child that ends while the tree is read is counted by its parent once reaped, or not at all: ~1 ms)."""
     own = os.times()
-    return own.user + own.system + sum(_proc_cpu(p) for p in _descendants(pid))
+    return own.user + own.system + sum(_proc_cpu(p) for pid in pids for p in _descendants(pid))
 
 
 def _descendants(pid: int) -> list[int]:
@@ -138,10 +173,10 @@ def main() -> None:
 
     plain_s, _ = in_one_child(problems, traced=False)
     traced_s, events = in_one_child(problems, traced=True)
-    streams = {label: sandboxed(problems, runs, per_child) for label, runs, per_child in (
-        ("1 run, a child per call", 1, 1), ("2 runs, a child per call", 2, 1),
-        ("1 run, shared children", 1, 16), ("2 runs, shared children (default)", 2, 16))}
+    streams = {label: sandboxed(problems, runs) for label, runs in (
+        ("2 runs, 2 hash seeds (default)", 2), ("1 run, no determinism check", 1))}
     snoop_s, snoop_cpu = (x * n / args.snoop for x in snooped(problems[: args.snoop]))
+    fork_s, landlock_s = fork_costs()
 
     print(f"{n} CRUXEval calls, one sequential stream each; rates per wall second | per CPU second")
     print(f"(a) plain exec, no tracer, no isolation per call:  {n / plain_s:8.0f} calls/s")
@@ -154,6 +189,11 @@ def main() -> None:
     for label, (wall, cpu) in streams.items():
         print(f"sandbox ({label}) vs (b): {snoop_s / wall:.1f}x faster by wall, {snoop_cpu / cpu:.1f}x by CPU; "
               f"vs (a): {wall / plain_s:.0f}x slower")
+    _, cpu = streams["2 runs, 2 hash seeds (default)"]
+    per_run, tracing = cpu / n / 2, (traced_s - plain_s) / n
+    print(f"where a run's CPU goes (default stream, {per_run * 1e3:.2f} ms per run): fork + exit "
+          f"{fork_s * 1e3:.2f} ms, Landlock {landlock_s * 1e3:.2f} ms, tracing {tracing * 1e3:.2f} ms, the rest "
+          f"(exec, IPC, JSON, other layers) {(per_run - fork_s - landlock_s - tracing) * 1e3:.2f} ms")
 
 if __name__ == "__main__":
     main()
