@@ -24,12 +24,26 @@ _DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat", "kill"
            # File metadata, which Landlock does not cover: a child running as root still owns root's files.
            "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
            "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
-           "fremovexattr")
+           "fremovexattr",
+           # Other processes of the same uid: priorities, CPUs, I/O class, signals by pidfd, their open files.
+           "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr", "ioprio_set",
+           "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+           # System V IPC lives outside the process (and its memory limit) and outlives it.
+           "shmget", "shmat", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
+           "semctl",
+           # Names of files in directories the child may not list; files by handle; page-fault handlers.
+           "inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_init", "name_to_handle_at",
+           "open_by_handle_at", "userfaultfd")
+# ioctl requests that change a file's attribute flags (FS_IOC_SETFLAGS, its 32-bit form, FS_IOC_FSSETXATTR):
+# allowed on a read-only descriptor, so Landlock does not stop them.
+_ATTRIBUTE_IOCTLS = (0x40086602, 0x40046602, 0x401C5820)
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_MODE_FILTER = 2
 _SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_CMP_NE = 1
+_SCMP_CMP_EQ = 4
 _SCMP_CMP_MASKED_EQ = 7
 _NR_SCMP_ERROR = -1
 NOBODY = 65534
@@ -140,6 +154,10 @@ def syscall_filter() -> SyscallFilter | None:
         # clone without CLONE_THREAD makes a process; clone3 answers ENOSYS so libc falls back to clone.
         _deny(lib, context, "clone", errno.EPERM, _ArgCmp(0, _SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))
         _deny(lib, context, "clone3", errno.ENOSYS)
+        # prlimit on another process would change its limits (a CPU limit of 1 s kills the caller).
+        _deny(lib, context, "prlimit64", errno.EPERM, _ArgCmp(0, _SCMP_CMP_NE, 0, 0))
+        for request in _ATTRIBUTE_IOCTLS:
+            _deny(lib, context, "ioctl", errno.EPERM, _ArgCmp(1, _SCMP_CMP_EQ, request, 0))
         return SyscallFilter(_export(lib, context))
     except OSError:
         return None

@@ -77,6 +77,7 @@ def _home_binds(home: str) -> list[str]:
     return args
 
 
+_TEXT_FIELDS = ("message", "exc_type", "stdout", "detail", "where")
 _OK_FIELDS = {"output": str, "output_is_literal": bool, "output_truncated": bool, "digest": str}
 
 
@@ -85,6 +86,9 @@ def malformed(result: Any, job: dict[str, Any]) -> str | None:
     written its own; a well-formed fake cannot be told apart, but a malformed one never reaches a stage."""
     if not isinstance(result, dict) or result.get("outcome") not in OUTCOMES:
         return "the sandbox returned a result without a known outcome"
+    wrong_text = [key for key in _TEXT_FIELDS if not isinstance(result.get(key, ""), str)]
+    if wrong_text or not isinstance(result.get("line"), int | None):
+        return f"the sandbox returned a malformed result (fields: {', '.join(wrong_text) or 'line'})"
     if result["outcome"] == "ok" and job.get("kind", "call") == "call":
         fields = _OK_FIELDS if job.get("compare_only") else {**_OK_FIELDS, "trace": list, "truncated_events": bool}
         wrong = [k for k, kind_of in fields.items() if not isinstance(result.get(k), kind_of)]

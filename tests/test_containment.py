@@ -10,6 +10,7 @@ import os
 import site
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -78,6 +79,54 @@ def test_nothing_outside_scratch_can_be_changed(sandbox, planted, action):
     assert canary.read_text() == "original" and canary.stat().st_mtime > 0
     assert sorted(p.name for p in canary.parent.iterdir()) == ["canary.txt", "home"]
     assert canary.stat().st_mode & 0o777 != 0o777  # metadata is not Landlock's: seccomp refuses chmod
+
+
+@pytest.mark.parametrize("attack", [
+    "resource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, (4, 4))",  # would break the fork server
+    "resource.prlimit(os.getppid(), resource.RLIMIT_CPU, (1, 1))",  # would kill it a second later
+    "os.setpriority(os.PRIO_PROCESS, os.getppid(), 19)",
+    "os.sched_setaffinity(os.getppid(), {0})",
+])
+def test_no_other_process_can_be_changed(attack):
+    with Sandbox(Limits(timeout_s=2.0)) as box:
+        result = run(box, f"import os, resource\ndef f():\n    {attack}\n    return 1\n")
+        assert result["outcome"] in ("exception", "nondeterministic") and "Operation not permitted" in result["message"]
+        time.sleep(1.2)
+        later = box.run_many([{"code": f"def f():\n    return {i}\n", "entry_point": "f", "input": ""}
+                              for i in range(3)])
+        assert [r.get("output") for r in later] == ["0", "1", "2"] and box.restarts == 0
+        own = run(box, "import resource\ndef f():\n    return resource.getrlimit(resource.RLIMIT_CORE)\n")
+        assert own["output"] == "(0, 0)"  # its own limits stay readable
+
+
+@pytest.mark.parametrize("call", [
+    "libc.shmget(0x7E571000, 1 << 20, 0o1600)",  # System V memory outlives the child and its memory limit
+    "libc.msgget(0x7E571001, 0o1600)",
+    "libc.inotify_init1(0)",  # would reveal file names in directories the child may not list
+])
+def test_no_state_outside_the_child(sandbox, call):
+    code = f"import ctypes\nlibc = ctypes.CDLL(None)\ndef f():\n    return {call}\n"
+    assert run(sandbox, code)["output"] == "-1"
+
+
+def test_no_attribute_flags_on_readable_files(sandbox, tmp_path):
+    target = Path(site.getsitepackages()[0]) / f"tracecot-flags-{uuid.uuid4().hex}"
+    target.write_text("x")
+    try:
+        code = (f"import fcntl, struct\ndef f():\n    with open({str(target)!r}, 'rb') as file:\n"
+                "        fcntl.ioctl(file.fileno(), 0x40086602, struct.pack('l', 0x10))\n    return 1\n")
+        result = run(sandbox, code)
+        assert result["outcome"] == "exception" and result["exc_type"] == "PermissionError"
+    finally:
+        target.unlink()
+
+
+def test_a_scratch_tree_too_deep_for_rmtree_is_still_removed(sandbox):
+    deep = ("import os\ndef f():\n    for _ in range(1200):\n"
+            "        os.mkdir('d')\n        os.chdir('d')\n    return 1\n")
+    results = sandbox.run_many([{"code": deep, "entry_point": "f", "input": ""},
+                                {"code": "def f():\n    return 2\n", "entry_point": "f", "input": ""}])
+    assert [r["outcome"] for r in results] == ["ok", "ok"] and results[1]["output"] == "2"
 
 
 def test_no_persistence_through_site_packages(sandbox):
