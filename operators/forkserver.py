@@ -33,6 +33,7 @@ _layers: dict[str, bool] = {}
 _syscall_filter = isolation.syscall_filter()
 _LANDLOCK_ABI = landlock.abi_version()
 _READ_ROOTS = landlock.read_roots()
+_LANDLOCK_RULES = landlock.Rules(_READ_ROOTS, _LANDLOCK_ABI) if _LANDLOCK_ABI else None
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -90,11 +91,14 @@ def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[b
     scratch = tempfile.mkdtemp(prefix="tracecot-job-")
     if _layers["unprivileged_uid"]:
         os.chown(scratch, isolation.NOBODY, isolation.NOBODY)
+    ruleset = _LANDLOCK_RULES.ruleset(scratch) if _LANDLOCK_RULES and _layers["filesystem"] else -1
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(jobs, limits, scratch, write_end)
+        _child(jobs, limits, scratch, write_end, ruleset)
     os.close(write_end)
+    if ruleset >= 0:
+        os.close(ruleset)
     try:
         for _ in jobs:
             started = time.monotonic()
@@ -121,10 +125,10 @@ def _remove(scratch: str) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", scratch], check=False)
 
 
-def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, write_end: int) -> None:
+def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, write_end: int, ruleset: int) -> None:
     """Runs in the forked child: isolate, execute each job, write each result, and never return."""
     try:
-        _isolate(scratch, write_end, {**limits, "cpu_s": limits["cpu_s"] * len(jobs)})
+        _isolate(scratch, write_end, {**limits, "cpu_s": limits["cpu_s"] * len(jobs)}, ruleset)
         for job in jobs:
             send_frame(write_end, _run_job(job, limits))
     except BaseException as exc:
@@ -133,13 +137,14 @@ def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, wri
         os._exit(0)
 
 
-def _isolate(scratch: str, write_end: int, limits: dict[str, Any]) -> None:
-    """Apply the per-child layers, strongest last: the seccomp filter would refuse some of the others."""
+def _isolate(scratch: str, write_end: int, limits: dict[str, Any], ruleset: int) -> None:
+    """Apply the per-child layers, strongest last: the seccomp filter would refuse some of the others.
+    Landlock comes first, before any inherited descriptor is closed: the ruleset is one of them."""
     os.setsid()
+    if ruleset >= 0:
+        landlock.restrict(ruleset)
     _close_inherited_fds(keep=write_end)
     os.chdir(scratch)
-    if _layers["filesystem"]:
-        landlock.contain(scratch, _READ_ROOTS, _LANDLOCK_ABI)
     isolation.scrub_environment(scratch)
     isolation.limit_resources(limits)
     if _layers["unprivileged_uid"] and os.geteuid() == 0:

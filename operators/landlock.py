@@ -33,6 +33,7 @@ _NET_TCP = (1 << 0) | (1 << 1)  # bind and connect, from ABI 4
 _SCOPES = (1 << 0) | (1 << 1)  # abstract unix sockets and signals, from ABI 6
 _FILE_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE | _IOCTL_DEV  # what a rule on a file may hold
 _READ = _EXECUTE | _READ_FILE | _READ_DIR
+_ALL = (1 << 64) - 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.syscall.restype = ctypes.c_long
 _SYSTEM_READS = ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib", "/lib64", "/usr/share/zoneinfo",
@@ -64,36 +65,65 @@ def read_roots() -> list[str]:
     return sorted(p for p in found if not any(p.startswith(q + os.sep) for q in found))
 
 
+class Rules:
+    """The rules every child shares, opened once per fork server; `ruleset` adds one child's scratch directory.
+
+    The server builds each child's ruleset before forking it (a warm process does this in a few system calls,
+    a fresh child would first fault in the pages ctypes touches), so the child only calls `restrict`.
+    """
+
+    def __init__(self, readable: list[str], abi: int) -> None:
+        self.abi = abi
+        self.handled = _FS_RIGHTS[max(v for v in _FS_RIGHTS if v <= abi)]
+        # /dev/null may be written too: a child points its standard streams at it.
+        self._rules = [(os.open(path, os.O_PATH | os.O_CLOEXEC), self._rights(path, _READ | (
+            _WRITE_FILE if path == os.devnull else 0))) for path in readable]
+
+    def ruleset(self, writable: str) -> int:
+        """A new ruleset file descriptor: read the shared paths, read and write `writable`."""
+        attr = _RulesetAttr(self.handled, _NET_TCP if self.abi >= 4 else 0, _SCOPES if self.abi >= 6 else 0)
+        size = ctypes.sizeof(_RulesetAttr) if self.abi >= 6 else (16 if self.abi >= 4 else 8)
+        fd = _LIBC.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "landlock: cannot create a ruleset")
+        try:
+            for parent, rights in self._rules:
+                _add_rule(fd, parent, rights)
+            scratch = os.open(writable, os.O_PATH | os.O_CLOEXEC)
+            try:
+                _add_rule(fd, scratch, self._rights(writable, self.handled))
+            finally:
+                os.close(scratch)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def _rights(self, path: str, rights: int) -> int:
+        return rights & self.handled & (_ALL if os.path.isdir(path) else _FILE_RIGHTS)
+
+
+def restrict(ruleset: int) -> None:
+    """Enforce a ruleset on this process and everything it could start, for good."""
+    if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 \
+            or _LIBC.syscall(_SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+        raise OSError(ctypes.get_errno(), "landlock: cannot restrict this process")
+
+
 def contain(writable: str, readable: list[str], abi: int) -> None:
     """Restrict this process for good: read `readable`, read and write `writable`, nothing else on disk."""
-    handled = _FS_RIGHTS[max(v for v in _FS_RIGHTS if v <= abi)]
-    attr = _RulesetAttr(handled, _NET_TCP if abi >= 4 else 0, _SCOPES if abi >= 6 else 0)
-    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
-    ruleset = _LIBC.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    if ruleset < 0:
-        raise OSError(ctypes.get_errno(), "landlock: cannot create a ruleset")
+    ruleset = Rules(readable, abi).ruleset(writable)
     try:
-        for path in readable:
-            _allow(ruleset, path, _READ & handled)
-        _allow(ruleset, writable, handled)
-        if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 \
-                or _LIBC.syscall(_SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
-            raise OSError(ctypes.get_errno(), "landlock: cannot restrict this process")
+        restrict(ruleset)
     finally:
         os.close(ruleset)
 
 
-def _allow(ruleset: int, path: str, rights: int) -> None:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    try:
-        if not os.path.isdir(path):
-            rights &= _FILE_RIGHTS
-        rule = _PathBeneathAttr(rights, fd)
-        if _LIBC.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule),
-                         ctypes.c_uint32(0)) != 0:
-            raise OSError(ctypes.get_errno(), f"landlock: cannot add a rule for {path}")
-    finally:
-        os.close(fd)
+def _add_rule(ruleset: int, parent: int, rights: int) -> None:
+    rule = _PathBeneathAttr(rights, parent)
+    if _LIBC.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule),
+                     ctypes.c_uint32(0)) != 0:
+        raise OSError(ctypes.get_errno(), "landlock: cannot add a rule")
 
 
 def works(readable: list[str], abi: int) -> bool:
