@@ -52,7 +52,7 @@ def bwrap_command() -> list[str]:
 
     No user namespace as root: it would map uid 0 alone, and children could not drop to `nobody`.
     """
-    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    command = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/dev/shm"]
     home = os.path.realpath(os.path.expanduser("~"))
     if home != "/" and os.path.isdir(home):
