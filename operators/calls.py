@@ -15,7 +15,7 @@ from typing import Any
 
 from operators import isolation
 from operators.tracer import CODE_FILENAME, Tracer
-from operators.values import render
+from operators.values import render, reset_seed_order, seed_ordered_seen
 
 
 class BadInput(ValueError):
@@ -110,6 +110,7 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
         return {"outcome": "entry_point_missing", "message": f"no callable named {job['entry_point']!r}"}
     tracer = Tracer(job["code"], job.get("max_events", 20_000), job.get("max_value_len", 400))
     result: dict[str, Any] = {}
+    reset_seed_order()
     try:
         value = tracer.run(fn, args, kwargs)
     except (Exception, SystemExit) as exc:
@@ -119,7 +120,7 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
         text, cut = render(value, job.get("max_output_len", 10_000))
         result.update(outcome="ok", output=text, output_truncated=cut, output_is_literal=_round_trips(value, text))
     result.update(trace=tracer.events, truncated_events=tracer.truncated_events,
-                  truncated_values=tracer.truncated_values)
+                  truncated_values=tracer.truncated_values, seed_ordered=seed_ordered_seen())
     result["stdout"] = stdout.getvalue()
     if isolation.violations and result["outcome"] == "ok":
         result.update(outcome="sandbox_violation", message=f"attempted {isolation.violations[0]}")
@@ -163,6 +164,20 @@ def _round_trips(value: Any, text: str) -> bool:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
     return type(back) is type(value) and render(back, limit=len(text) + 1)[0] == text
+
+
+@lru_cache(maxsize=256)
+def builds_sets(*sources: str) -> bool:
+    """Whether code or input text makes a set (a display, a comprehension, `set`, `frozenset`), or cannot be
+    parsed: such calls may depend on a set's iteration order, which follows the hash seed. A static check,
+    so it also sees sets that never reach a traced local (`''.join(set(s))`)."""
+    try:
+        trees = [ast.parse(source) for source in sources]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return any(isinstance(node, ast.Set | ast.SetComp)
+               or (isinstance(node, ast.Name) and node.id in ("set", "frozenset"))
+               for tree in trees for node in ast.walk(tree))
 
 
 def _user_line(exc: BaseException) -> int | None:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from operators.calls import builds_sets
 from operators.values import valid_text
 from operators.wire import recv_frame, recv_msg, send_msg
 
@@ -130,6 +131,7 @@ class Limits:
     max_result_bytes: int = 8 << 20
     max_stdout: int = 10_000
     runs: int = 2  # each call runs this many times, each under its own hash seed; differing → nondeterministic
+    seed_order_runs: int = 8  # runs for a call that builds or shows a set ordered by the hash seed
     jobs_per_child: int = 16  # jobs of one problem (same code) one child may run in turn; 1: a child each
 
     def wire(self, repeat: bool = False) -> dict[str, Any]:
@@ -144,6 +146,7 @@ class _ForkServer:
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self.layers: dict[str, bool] = {}
+        self.started = False  # once: a later start is a restart
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -162,6 +165,7 @@ class _ForkServer:
             assert self._proc.stdout is not None
             try:
                 self.layers = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)["layers"]
+                self.started = True
                 return
             except (EOFError, TimeoutError):
                 self.close()
@@ -202,10 +206,10 @@ class Sandbox:
         self.limits = limits or Limits()
         self.require = require
         self.restarts = 0
-        self.servers = [_ForkServer(seed) for seed in range(self.limits.runs)]
-        for server in self.servers:
+        self.servers = [_ForkServer(seed) for seed in range(max(self.limits.runs, self.limits.seed_order_runs))]
+        for server in self.servers[:self.limits.runs]:  # the others start when a call first needs them
             self._start(server)
-        self.isolation = {layer: all(s.layers.get(layer, False) for s in self.servers)
+        self.isolation = {layer: all(s.layers.get(layer, False) for s in self.servers[:self.limits.runs])
                           for layer in self.servers[0].layers}
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -213,11 +217,16 @@ class Sandbox:
         return self.run_many([job])[0]
 
     def run_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run jobs in order, each `runs` times; one result per job, `nondeterministic` where runs differ. A job
-        that failed its first run (timeout, memory, …) is not run again."""
+        """Run jobs in order, each `runs` times (`seed_order_runs` times where a set ordered by the hash seed may
+        decide the result); one result per job, `nondeterministic` where runs differ. A job that failed its first
+        run (timeout, memory, …) is not run again."""
         results = self._run_on(self.servers[0], jobs, self.limits.wire())
-        for server in self.servers[1:]:
-            again = [i for i, result in enumerate(results) if result["outcome"] in ("ok", "exception")]
+        suspect = [bool(r.get("seed_ordered")) or (r["outcome"] in ("ok", "exception") and job.get("kind") != "program"
+                                                   and builds_sets(job["code"], job.get("input", "")))
+                   for job, r in zip(jobs, results, strict=True)]
+        for number, server in enumerate(self.servers[1:], 1):
+            again = [i for i, result in enumerate(results) if result["outcome"] in ("ok", "exception")
+                     and (number < self.limits.runs or suspect[i])]
             if not again:
                 break
             repeats = self._run_on(server, [{**jobs[i], "compare_only": True} for i in again],
@@ -235,7 +244,7 @@ class Sandbox:
         while len(results) < len(jobs):
             try:
                 if not server.running:
-                    self.restarts += 1
+                    self.restarts += server.started
                     self._start(server)
                 results += server.answers(jobs[len(results):], limits)
             except (SandboxUnavailable, OSError) as err:  # the fork server cannot be started again

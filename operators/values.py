@@ -12,6 +12,9 @@ import re
 from typing import Any
 
 MAX_DEPTH = 12
+# Whether a set whose iteration order depends on the hash seed (or on memory addresses) was rendered since
+# the last `reset_seed_order`: the sandbox then checks the call under more seeds.
+_seed_ordered = [False]
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SCALARS = (bool, int, str, bytes, type(None))
 
@@ -67,7 +70,7 @@ def _render(value: Any, depth: int, seen: set[int]) -> str:
         return repr(value) if math.isfinite(value) else f"float('{value}')"
     if depth >= MAX_DEPTH:
         return "..."
-    if kind in (list, tuple, set, dict):
+    if kind in (list, tuple, set, frozenset, dict):
         if id(value) in seen:
             return "[...]" if kind is list else "{...}"
         seen.add(id(value))
@@ -88,7 +91,29 @@ def _render_container(value: Any, depth: int, seen: set[int]) -> str:
     if type(value) is tuple:
         return "(" + parts[0] + ",)" if len(parts) == 1 else "(" + ", ".join(parts) + ")"
     # Sets render sorted by their element text, so the text does not depend on hash seeds.
-    return "{" + ", ".join(sorted(parts)) + "}" if parts else "set()"
+    if any(_seed_hashed(item) for item in value):
+        _seed_ordered[0] = True
+    text = "{" + ", ".join(sorted(parts)) + "}" if parts else "set()"
+    return text if type(value) is set else f"frozenset({text if parts else ''})"
+
+
+def _seed_hashed(value: Any) -> bool:
+    """Whether `value`'s hash may differ between processes: strings and bytes (hash seed), objects hashed by
+    identity (memory address); numbers, booleans and None hash the same everywhere."""
+    if type(value) in (int, bool, float, complex, type(None)):
+        return value != value  # NaN hashes by identity
+    if type(value) in (tuple, frozenset):
+        return any(_seed_hashed(item) for item in value)
+    return True
+
+
+def seed_ordered_seen() -> bool:
+    """Whether a seed-ordered set was rendered since `reset_seed_order` (see `_seed_ordered`)."""
+    return _seed_ordered[0]
+
+
+def reset_seed_order() -> None:
+    _seed_ordered[0] = False
 
 
 def _render_other(value: Any) -> str:

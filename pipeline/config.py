@@ -41,6 +41,7 @@ class SandboxConfig:
     timeout_s: float = 5.0
     memory_mb: int = 1024
     runs: int = 2  # each run in its own fork server under its own hash seed; results must agree
+    seed_order_runs: int = 8  # runs for calls that build or show a set whose order follows the hash seed
     jobs_per_child: int = 16  # jobs of one problem (same code) one sandbox child runs in turn; 1: a child per job
     require: list[str] = field(default_factory=lambda: list(DEFAULT_REQUIRED))
 
@@ -165,7 +166,8 @@ class RunConfig:
         return content_hash(
             TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, TEACHER_PROMPT_VERSION, VERIFIER_VERSION,
             dataclasses.asdict(self.tracer), self.narrator.content(), dataclasses.asdict(self.verifier),
-            self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs, dataclasses.asdict(self.decontam),
+            self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs, self.sandbox.seed_order_runs,
+            dataclasses.asdict(self.decontam),
         )[:16]
 
     def as_dict(self) -> dict[str, Any]:
@@ -264,6 +266,8 @@ def validate(config: RunConfig) -> None:
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
         (config.sandbox.memory_mb >= 64, "sandbox.memory_mb must be at least 64"),
         (config.sandbox.runs >= 1, "sandbox.runs must be at least 1"),
+        (config.sandbox.seed_order_runs >= config.sandbox.runs,
+         "sandbox.seed_order_runs must be at least sandbox.runs"),
         (config.sandbox.jobs_per_child >= 1, "sandbox.jobs_per_child must be at least 1"),
         (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
         (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),

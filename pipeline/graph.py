@@ -43,8 +43,9 @@ def new_run_id() -> str:
 
 
 def limits(config: RunConfig) -> Limits:
-    return Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb, runs=config.sandbox.runs,
-                  jobs_per_child=config.sandbox.jobs_per_child)
+    sandbox = config.sandbox
+    return Limits(timeout_s=sandbox.timeout_s, memory_mb=sandbox.memory_mb, runs=sandbox.runs,
+                  seed_order_runs=sandbox.seed_order_runs, jobs_per_child=sandbox.jobs_per_child)
 
 
 def ingest_stage(config: RunConfig, source: Location, done: Container[str],

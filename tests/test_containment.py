@@ -211,12 +211,22 @@ def test_forged_result_frames_never_reach_another_problem(sandbox):
     assert [r.get("output") for r in results[1:]] == ["1", "2", "3"]
 
 
-def test_outputs_that_depend_on_the_hash_seed_are_rejected(sandbox):
-    code = "def f(words):\n    return list(set(words))\n"
-    result = run(sandbox, code, "['apple', 'banana', 'cherry', 'damson', 'elder', 'fig']")
+@pytest.mark.parametrize(("code", "args"), [
+    ("def f(words):\n    return list(set(words))\n", "['apple', 'banana', 'cherry', 'damson', 'elder', 'fig']"),
+    ("def f(a, b):\n    return ''.join(set(a + b))\n", "'x', 'y'"),  # two elements: a coin flip per seed pair
+    ("def f(a, b):\n    s = {a, b}\n    return [w for w in s]\n", "'ab', 'cd'"),
+    ("def f(d):\n    common = d.keys() & {'x': 0, 'y': 0}.keys()\n    return ','.join(common)\n",
+     "{'x': 1, 'y': 2}"),  # no set syntax: the set is seen in a traced local
+])
+def test_outputs_that_depend_on_the_hash_seed_are_rejected(sandbox, code, args):
+    result = run(sandbox, code, args)
     assert result["outcome"] == "nondeterministic" and "hash seed" in result["message"]
-    ints = run(sandbox, code, "[5, 1, 3]")  # int hashes do not depend on the seed
-    assert ints["outcome"] == "ok"
+
+
+def test_sets_whose_order_does_not_matter_are_kept(sandbox):
+    ints = run(sandbox, "def f(xs):\n    return list(set(xs))\n", "[5, 1, 3]")  # int hashes are seed-free
+    member = run(sandbox, "def f(s):\n    vowels = set('aeiou')\n    return sum(c in vowels for c in s)\n", "'tree'")
+    assert (ints["outcome"], member["outcome"], member["output"]) == ("ok", "ok", "2")
 
 
 @pytest.mark.parametrize("body", [
