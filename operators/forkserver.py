@@ -129,8 +129,8 @@ def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, wri
     """Runs in the forked child: isolate, execute each job, write each result, and never return."""
     try:
         _isolate(scratch, write_end, {**limits, "cpu_s": limits["cpu_s"] * len(jobs)}, ruleset)
-        for job in jobs:
-            send_frame(write_end, _run_job(job, limits))
+        for number, job in enumerate(jobs, 1):
+            send_frame(write_end, _run_job(job, limits, last=number == len(jobs)))
     except BaseException as exc:
         send_frame(write_end, _error(exc))
     finally:
@@ -155,7 +155,7 @@ def _isolate(scratch: str, write_end: int, limits: dict[str, Any], ruleset: int)
     isolation.watch_violations()
 
 
-def _run_job(job: dict[str, Any], limits: dict[str, Any]) -> bytes:
+def _run_job(job: dict[str, Any], limits: dict[str, Any], last: bool) -> bytes:
     isolation.violations.clear()
     try:
         data = calls.encode_result(calls.run_job(job, limits["timeout_s"]), job.get("compare_only", False))
@@ -163,8 +163,8 @@ def _run_job(job: dict[str, Any], limits: dict[str, Any]) -> bytes:
         data = b'{"outcome":"memory","message":"memory limit reached"}'
     except BaseException as exc:  # user code may raise SystemExit or worse; the child reports it
         data = _error(exc)
-    # Cycles the job left behind go now, so no finaliser of theirs runs during the next job's trace.
-    gc.collect()
+    if not last:  # cycles the job left behind go now, so no finaliser of theirs runs during the next job's trace
+        gc.collect()
     return data
 
 

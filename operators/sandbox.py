@@ -131,7 +131,7 @@ class Limits:
     max_result_bytes: int = 8 << 20
     max_stdout: int = 10_000
     runs: int = 2  # each call runs this many times, each under its own hash seed; differing → nondeterministic
-    seed_order_runs: int = 8  # runs for a call that builds or shows a set ordered by the hash seed
+    seed_order_runs: int = 8  # runs for a call that builds or shows a set ordered by the hash seed (if runs > 1)
     jobs_per_child: int = 16  # jobs of one problem (same code) one child may run in turn; 1: a child each
 
     def wire(self, repeat: bool = False) -> dict[str, Any]:
@@ -206,7 +206,9 @@ class Sandbox:
         self.limits = limits or Limits()
         self.require = require
         self.restarts = 0
-        self.servers = [_ForkServer(seed) for seed in range(max(self.limits.runs, self.limits.seed_order_runs))]
+        checked = self.limits.runs > 1  # one run: no determinism check at all
+        seeds = max(self.limits.runs, self.limits.seed_order_runs) if checked else 1
+        self.servers = [_ForkServer(seed) for seed in range(seeds)]
         for server in self.servers[:self.limits.runs]:  # the others start when a call first needs them
             self._start(server)
         self.isolation = {layer: all(s.layers.get(layer, False) for s in self.servers[:self.limits.runs])
