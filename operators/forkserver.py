@@ -34,6 +34,7 @@ _syscall_filter = isolation.syscall_filter()
 _LANDLOCK_ABI = landlock.abi_version()
 _READ_ROOTS = landlock.read_roots()
 _LANDLOCK_RULES = landlock.Rules(_READ_ROOTS, _LANDLOCK_ABI) if _LANDLOCK_ABI else None
+_TASK_CAP_FD = int(os.environ.get("TRACECOT_TASK_CAP_FD", "-1"))  # see isolation.TaskCap
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -51,6 +52,7 @@ def main() -> None:
         "readonly_fs": not os.access("/", os.W_OK),
         "filesystem": landlock.works(_READ_ROOTS, _LANDLOCK_ABI),
         "no_capabilities": isolation.undumpable(),
+        "task_cap": _TASK_CAP_FD >= 0,
     })
     send_msg(protocol_out, {"layers": _layers})
     # Objects that exist now are never collected: a child's collector then leaves them alone instead of
@@ -141,6 +143,8 @@ def _isolate(scratch: str, write_end: int, limits: dict[str, Any], ruleset: int)
     """Apply the per-child layers, strongest last: the seccomp filter would refuse some of the others.
     Landlock comes first, before any inherited descriptor is closed: the ruleset is one of them."""
     os.setsid()
+    if _TASK_CAP_FD >= 0:
+        isolation.join_task_cap(_TASK_CAP_FD)
     if ruleset >= 0:
         landlock.restrict(ruleset)
     _close_inherited_fds(keep=write_end)

@@ -10,6 +10,7 @@ an interpreter under root's home (pyenv) cannot be read by anyone else, unless b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -101,6 +102,51 @@ def drop_capabilities() -> None:
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     if _LIBC.capset(ctypes.byref(header), (_CapData * 2)()) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
+
+
+class TaskCap:
+    """A cgroup (v1 `pids` controller) that caps the tasks — processes and threads — of a fork server's
+    children at `limit`: raw `clone` threads escape the address-space limit, and uid 0 has no RLIMIT_NPROC.
+
+    Made by the client, before bubblewrap makes /sys read-only; the fork server inherits `fd`, the cgroup's
+    `cgroup.procs` open for writing, and each child writes "0" to it to join. `fd` is -1 where the controller
+    cannot be used (cgroup v2 only, no permission): the layer `task_cap` is then reported inactive.
+    """
+
+    ROOT = "/sys/fs/cgroup/pids"
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.path = os.path.join(self.ROOT, f"tracecot-{os.getpid()}-{name}")
+        self.fd = -1
+        try:
+            _remove_stale(self.ROOT)
+            os.makedirs(self.path, exist_ok=True)
+            with open(os.path.join(self.path, "pids.max"), "w") as cap:
+                cap.write(str(limit))
+            self.fd = os.open(os.path.join(self.path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            self.remove()
+
+    def remove(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
+
+
+def _remove_stale(root: str) -> None:
+    """Remove the caps of clients that are gone (a client killed before it could remove its own)."""
+    for name in os.listdir(root):
+        owner = name.split("-")[1] if name.startswith("tracecot-") else ""
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, name))
+
+
+def join_task_cap(fd: int) -> None:
+    """Move this process into the cap's cgroup (its threads and children follow it)."""
+    os.write(fd, b"0")
 
 
 def limit_resources(limits: dict[str, Any]) -> None:

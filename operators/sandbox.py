@@ -27,18 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from operators.calls import builds_sets
+from operators.isolation import TaskCap
 from operators.values import valid_text
 from operators.wire import recv_frame, recv_msg, send_msg
 
 OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
 LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", "scratch_dir", "unprivileged_uid",
-          "readonly_fs", "no_capabilities", "filesystem")
+          "readonly_fs", "no_capabilities", "filesystem", "task_cap")
 DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout", "filesystem")
 # How to get each layer, for the one line a run that lacks a required layer exits with.
 FIXES = {"filesystem": "needs Landlock (Linux >= 5.13 with landlock in the lsm= boot list)",
          "network_namespace": "needs network namespaces (unshare(CLONE_NEWNET))",
-         "seccomp": "needs libseccomp2 (apt-get install libseccomp2)"}
+         "seccomp": "needs libseccomp2 (apt-get install libseccomp2)",
+         "task_cap": "needs the cgroup v1 pids controller at /sys/fs/cgroup/pids, writable"}
 _START_TIMEOUT_S = 60.0
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _BWRAP_ENV = {**_ENV, "TMPDIR": "/dev/shm"}
@@ -133,6 +135,7 @@ class Limits:
     runs: int = 2  # each call runs this many times, each under its own hash seed; differing → nondeterministic
     seed_order_runs: int = 8  # runs for a call that builds or shows a set ordered by the hash seed (if runs > 1)
     jobs_per_child: int = 16  # jobs of one problem (same code) one child may run in turn; 1: a child each
+    max_tasks: int = 64  # processes and threads one child may have at once (where the layer task_cap works)
 
     def wire(self, repeat: bool = False) -> dict[str, Any]:
         """The limits a fork server applies; a repeat run gets a fresh child per job."""
@@ -143,8 +146,10 @@ class Limits:
 class _ForkServer:
     """One fork server process, started with its own hash seed (under bubblewrap where that works)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, max_tasks: int) -> None:
         self.seed = seed
+        self.max_tasks = max_tasks
+        self._cap: TaskCap | None = None
         self.layers: dict[str, bool] = {}
         self.started = False  # once: a later start is a restart
         self._proc: subprocess.Popen | None = None
@@ -158,10 +163,13 @@ class _ForkServer:
         server = [sys.executable, "-m", "operators.forkserver"]
         attempts = [(bwrap_command() + server, _BWRAP_ENV)] if shutil.which("bwrap") else []
         attempts.append((server, _ENV))
+        self._cap = TaskCap(f"{self.seed}-{id(self)}", self.max_tasks)
+        cap = {"TRACECOT_TASK_CAP_FD": str(self._cap.fd)} if self._cap.fd >= 0 else {}
         for number, (command, env) in enumerate(attempts, 1):
             self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=None if number == len(attempts) else subprocess.DEVNULL,
-                                          env={**env, "PYTHONHASHSEED": str(self.seed)}, cwd="/")
+                                          env={**env, **cap, "PYTHONHASHSEED": str(self.seed)}, cwd="/",
+                                          pass_fds=[self._cap.fd] if cap else [])
             assert self._proc.stdout is not None
             try:
                 self.layers = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)["layers"]
@@ -188,6 +196,9 @@ class _ForkServer:
 
     def close(self, graceful: bool = False) -> None:
         """Stop the server; `graceful` lets it finish removing its last child's scratch directory first."""
+        if self._cap is not None:
+            self._cap.remove()  # the directory goes once its last task has ended (here, or at a later start)
+            self._cap = None
         if self._proc is None:
             return
         if graceful and self._proc.stdin is not None:
@@ -208,7 +219,7 @@ class Sandbox:
         self.restarts = 0
         checked = self.limits.runs > 1  # one run: no determinism check at all
         seeds = max(self.limits.runs, self.limits.seed_order_runs) if checked else 1
-        self.servers = [_ForkServer(seed) for seed in range(seeds)]
+        self.servers = [_ForkServer(seed, self.limits.max_tasks) for seed in range(seeds)]
         for server in self.servers[:self.limits.runs]:  # the others start when a call first needs them
             self._start(server)
         self.isolation = {layer: all(s.layers.get(layer, False) for s in self.servers[:self.limits.runs])

@@ -43,6 +43,7 @@ class SandboxConfig:
     runs: int = 2  # each run in its own fork server under its own hash seed; results must agree
     seed_order_runs: int = 8  # runs for calls that build or show a set whose order follows the hash seed
     jobs_per_child: int = 16  # jobs of one problem (same code) one sandbox child runs in turn; 1: a child per job
+    max_tasks: int = 64  # processes and threads of one child (layer task_cap, where a cgroup v1 pids controller is)
     require: list[str] = field(default_factory=lambda: list(DEFAULT_REQUIRED))
 
 
@@ -269,6 +270,7 @@ def validate(config: RunConfig) -> None:
         (config.sandbox.seed_order_runs >= config.sandbox.runs,
          "sandbox.seed_order_runs must be at least sandbox.runs"),
         (config.sandbox.jobs_per_child >= 1, "sandbox.jobs_per_child must be at least 1"),
+        (config.sandbox.max_tasks >= 2, "sandbox.max_tasks must be at least 2"),
         (0.0 <= config.verifier.min_coverage <= 1.0, "verifier.min_coverage must be between 0 and 1"),
         (config.tracer.max_events >= 10, "tracer.max_events must be at least 10"),
         (narrator.samples >= 1, "narrator.samples must be at least 1"),

@@ -45,7 +45,8 @@ def new_run_id() -> str:
 def limits(config: RunConfig) -> Limits:
     sandbox = config.sandbox
     return Limits(timeout_s=sandbox.timeout_s, memory_mb=sandbox.memory_mb, runs=sandbox.runs,
-                  seed_order_runs=sandbox.seed_order_runs, jobs_per_child=sandbox.jobs_per_child)
+                  seed_order_runs=sandbox.seed_order_runs, jobs_per_child=sandbox.jobs_per_child,
+                  max_tasks=sandbox.max_tasks)
 
 
 def ingest_stage(config: RunConfig, source: Location, done: Container[str],

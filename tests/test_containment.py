@@ -99,6 +99,24 @@ def test_no_other_process_can_be_changed(attack):
         assert own["output"] == "(0, 0)"  # its own limits stay readable
 
 
+def test_tasks_of_a_child_are_capped():
+    threads = ("import threading, time\n"
+               "def f():\n"
+               "    started = 0\n"
+               "    try:\n"
+               "        for _ in range(100):\n"
+               "            threading.Thread(target=time.sleep, args=(1,), daemon=True).start()\n"
+               "            started += 1\n"
+               "    except RuntimeError:\n"
+               "        pass\n"
+               "    return started\n")
+    with Sandbox(Limits(max_tasks=8)) as box:
+        if not box.isolation["task_cap"]:
+            pytest.skip("layer task_cap inactive here: no writable cgroup v1 pids controller")
+        assert run(box, threads)["output"] == "7"  # the thread running the call is the eighth task
+        assert run(box, "def f():\n    return 1\n")["output"] == "1"
+
+
 @pytest.mark.parametrize("call", [
     "libc.shmget(0x7E571000, 1 << 20, 0o1600)",  # System V memory outlives the child and its memory limit
     "libc.msgget(0x7E571001, 0o1600)",
