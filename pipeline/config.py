@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,27 +219,32 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            values[name] = _build(type(default), value, f"{prefix}{name}.")
+        if dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], value, f"{prefix}{name}.")
         else:
-            values[name] = _coerce(value, default, f"{prefix}{name}")
+            values[name] = _coerce(value, hints[name], f"{prefix}{name}")
     return cls(**values)
 
 
-def _coerce(value: Any, default: Any, key: str) -> Any:
-    if value is None or default is None:
-        return value
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is list and isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ConfigError(f"config key {key} must be {expected.__name__}, got {value!r}")
-    return value
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """`value` as the field's annotation wants it (`int`, `float | None`, `list[str]`, …), or ConfigError."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kinds = [typing.get_origin(option) or option for option in options if option is not type(None)]
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"config key {key} must be {kinds[0].__name__}, got null")
+    for kind in kinds:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is list and isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool)):
+            return value
+    raise ConfigError(f"config key {key} must be {kinds[0].__name__}, got {value!r}")
 
 
 def validate(config: RunConfig) -> None:

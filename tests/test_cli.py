@@ -45,6 +45,8 @@ def test_usage_errors_exit_2_with_one_line(args, needle, tmp_path):
     ("narrator: [1, 2\n", "not valid YAML"),
     ("colour: blue\n", "unknown config key colour"),
     ("sandbox:\n  timeout_s: soon\n", "sandbox.timeout_s must be float"),
+    ("limit: abc\n", "limit must be int"),
+    ("ray:\n  executors: null\n", "ray.executors must be int, got null"),
     ("- a list\n", "must be a mapping"),
 ])
 def test_bad_config_files_exit_2(text, needle, tmp_path):

@@ -1,6 +1,8 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline import config as cfg
 
@@ -25,7 +27,21 @@ def test_overrides_and_fingerprint():
     ({"sandbox.require": "network_namespace,teleport"}, "unknown sandbox layer"),
     ({"verifier.min_coverage": 2.0}, "between 0 and 1"),
     ({"ray.executors": 0}, "at least 1"),
+    ({"limit": "abc"}, "limit must be int"),  # fields whose default is None are checked too
+    ({"ray.address": 5}, "ray.address must be str"),
 ])
 def test_bad_values_are_refused(overrides, needle):
     with pytest.raises(cfg.ConfigError, match=needle):
         cfg.load(None, overrides)
+
+
+def test_the_default_config_file_lists_every_key_with_its_default():
+    path = next(p for p in CONFIGS if p.name == "default.yaml")
+    written = yaml.safe_load(path.read_text())
+
+    def keys(data, prefix=""):
+        return {k for name, value in data.items()
+                for k in (keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {prefix + name})}
+
+    assert keys(written) == keys(dataclasses.asdict(cfg.RunConfig()))
+    assert cfg.load(str(path), {}) == cfg.load(None, {})
