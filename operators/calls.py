@@ -177,7 +177,15 @@ def builds_sets(*sources: str) -> bool:
         return True
     return any(isinstance(node, ast.Set | ast.SetComp)
                or (isinstance(node, ast.Name) and node.id in ("set", "frozenset"))
+               or _view_set_operation(node)
                for tree in trees for node in ast.walk(tree))
+
+
+def _view_set_operation(node: ast.AST) -> bool:
+    """`d.keys() | e.keys()` and the like: set operators on dict views make sets."""
+    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr | ast.BitAnd | ast.BitXor | ast.Sub) \
+        and any(isinstance(side, ast.Call) and isinstance(side.func, ast.Attribute)
+                and side.func.attr in ("keys", "items") for side in (node.left, node.right))
 
 
 def _user_line(exc: BaseException) -> int | None:

@@ -213,7 +213,7 @@ def _stamped(result: bytes | dict[str, Any], wall_s: float, pid: int) -> bytes:
 def _died(status: int) -> dict[str, Any]:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        return {"outcome": _SIGNAL_OUTCOMES.get(sig, "killed"), "message": f"killed by {signal.Signals(sig).name}"}
+        return {"outcome": _SIGNAL_OUTCOMES.get(sig, "killed"), "message": f"killed by {signal.strsignal(sig) or sig}"}
     return {"outcome": "killed", "message": f"exited with status {os.waitstatus_to_exitcode(status)} "
             "before writing a result"}
 

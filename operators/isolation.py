@@ -32,12 +32,19 @@ _DENIED = ("socket", "socketpair", "fork", "vfork", "execve", "execveat", "kill"
            # System V IPC lives outside the process (and its memory limit) and outlives it.
            "shmget", "shmat", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
            "semctl",
+           # POSIX message queues are created even where Landlock refuses the open, and outlive the child.
+           "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+           # Kernel AIO contexts are counted machine-wide (aio-max-nr).
+           "io_setup", "io_submit", "io_cancel", "io_destroy", "io_getevents", "io_pgetevents",
            # Names of files in directories the child may not list; files by handle; page-fault handlers.
            "inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_init", "name_to_handle_at",
            "open_by_handle_at", "userfaultfd")
-# ioctl requests that change a file's attribute flags (FS_IOC_SETFLAGS, its 32-bit form, FS_IOC_FSSETXATTR):
-# allowed on a read-only descriptor, so Landlock does not stop them.
-_ATTRIBUTE_IOCTLS = (0x40086602, 0x40046602, 0x401C5820)
+# ioctl requests that pass data to the kernel carry the direction bit _IOC_WRITE: setters such as
+# FS_IOC_SETFLAGS or FS_IOC_SETVERSION, allowed on a read-only descriptor, so Landlock does not stop them.
+# Python's own ioctls (FIOCLEX, TCGETS, FIONBIO) have no direction bits.
+_IOC_WRITE = 0x40000000
+# fcntl commands that act on other processes' use of a file: leases (block writers) and directory notices.
+_F_SETLEASE, _F_NOTIFY = 1024, 1026
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -202,8 +209,9 @@ def syscall_filter() -> SyscallFilter | None:
         _deny(lib, context, "clone3", errno.ENOSYS)
         # prlimit on another process would change its limits (a CPU limit of 1 s kills the caller).
         _deny(lib, context, "prlimit64", errno.EPERM, _ArgCmp(0, _SCMP_CMP_NE, 0, 0))
-        for request in _ATTRIBUTE_IOCTLS:
-            _deny(lib, context, "ioctl", errno.EPERM, _ArgCmp(1, _SCMP_CMP_EQ, request, 0))
+        _deny(lib, context, "ioctl", errno.EPERM, _ArgCmp(1, _SCMP_CMP_MASKED_EQ, _IOC_WRITE, _IOC_WRITE))
+        for command in (_F_SETLEASE, _F_NOTIFY):
+            _deny(lib, context, "fcntl", errno.EPERM, _ArgCmp(1, _SCMP_CMP_EQ, command, 0))
         return SyscallFilter(_export(lib, context))
     except OSError:
         return None

@@ -80,7 +80,7 @@ def _home_binds(home: str) -> list[str]:
     return args
 
 
-_TEXT_FIELDS = ("message", "exc_type", "stdout", "detail", "where")
+_TEXT_FIELDS = ("message", "exc_type", "stdout", "detail", "where", "output")
 _OK_FIELDS = {"output": str, "output_is_literal": bool, "output_truncated": bool, "digest": str}
 
 
@@ -102,12 +102,12 @@ def malformed(result: Any, job: dict[str, Any]) -> str | None:
 
 def _decoded(data: bytes) -> Any:
     """A result as the fork server passed it on, with every text made valid Unicode; None when user code made it
-    unreadable (not JSON, or nested too deep to parse)."""
+    unreadable (not strict UTF-8, not JSON, or nested too deep to parse or to clean)."""
     try:
-        result = json.loads(data)
+        result = json.loads(data.decode("utf-8"))
+        return valid_text(result) if _SURROGATE_ESCAPE.search(data) else result
     except (ValueError, RecursionError):
         return None
-    return valid_text(result) if _SURROGATE_ESCAPE.search(data) else result
 
 
 def _difference(first: dict[str, Any], again: dict[str, Any]) -> str | None:
@@ -189,7 +189,7 @@ class _ForkServer:
                 result = _decoded(recv_frame(self._proc.stdout.fileno(), time.monotonic() + limits["timeout_s"] + 30))
                 problem = malformed(result, job)
                 answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
-        except (OSError, EOFError, TimeoutError, ValueError) as err:
+        except Exception as err:  # whatever went wrong, the frames left in the pipe can no longer be trusted
             self.close()  # started again for the jobs still to run, or by the next call
             answers.append({"outcome": "sandbox_error", "message": f"fork server failed during the job: {err!r}"})
         return answers

@@ -121,18 +121,25 @@ def test_tasks_of_a_child_are_capped():
     "libc.shmget(0x7E571000, 1 << 20, 0o1600)",  # System V memory outlives the child and its memory limit
     "libc.msgget(0x7E571001, 0o1600)",
     "libc.inotify_init1(0)",  # would reveal file names in directories the child may not list
+    "libc.syscall(240, b'tracecot-q', 0o300, 0o666, None)",  # mq_open: made even where Landlock refuses the open
+    "libc.syscall(206, 1, ctypes.byref(ctypes.c_ulong(0)))",  # io_setup: AIO contexts are counted machine-wide
 ])
 def test_no_state_outside_the_child(sandbox, call):
     code = f"import ctypes\nlibc = ctypes.CDLL(None)\ndef f():\n    return {call}\n"
     assert run(sandbox, code)["output"] == "-1"
 
 
-def test_no_attribute_flags_on_readable_files(sandbox, tmp_path):
+@pytest.mark.parametrize("change", [
+    "fcntl.ioctl(file.fileno(), 0x40086602, struct.pack('l', 0x10))",  # FS_IOC_SETFLAGS
+    "fcntl.ioctl(file.fileno(), 0x40087602, struct.pack('l', 12345))",  # FS_IOC_SETVERSION
+    "fcntl.fcntl(file.fileno(), 1024, fcntl.F_RDLCK)",  # F_SETLEASE: would block the file's writers
+])
+def test_no_changes_through_a_readable_file(sandbox, change):
     target = Path(site.getsitepackages()[0]) / f"tracecot-flags-{uuid.uuid4().hex}"
     target.write_text("x")
     try:
         code = (f"import fcntl, struct\ndef f():\n    with open({str(target)!r}, 'rb') as file:\n"
-                "        fcntl.ioctl(file.fileno(), 0x40086602, struct.pack('l', 0x10))\n    return 1\n")
+                f"        {change}\n    return 1\n")
         result = run(sandbox, code)
         assert result["outcome"] == "exception" and result["exc_type"] == "PermissionError"
     finally:
@@ -235,6 +242,7 @@ def test_forged_result_frames_never_reach_another_problem(sandbox):
     ("def f(a, b):\n    s = {a, b}\n    return [w for w in s]\n", "'ab', 'cd'"),
     ("def f(d):\n    common = d.keys() & {'x': 0, 'y': 0}.keys()\n    return ','.join(common)\n",
      "{'x': 1, 'y': 2}"),  # no set syntax: the set is seen in a traced local
+    ("def f(a, b):\n    return ''.join(dict.fromkeys(a).keys() | dict.fromkeys(b).keys())\n", "'ab', 'cd'"),
 ])
 def test_outputs_that_depend_on_the_hash_seed_are_rejected(sandbox, code, args):
     result = run(sandbox, code, args)
@@ -255,6 +263,47 @@ def test_sets_whose_order_does_not_matter_are_kept(sandbox):
 def test_results_are_always_valid_unicode(sandbox, body):
     result = run(sandbox, body)
     json.dumps(result, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+
+
+def forged(frame: bytes) -> str:
+    """Code that writes `frame` to its result pipe as its own result, then exits."""
+    return ("import os, stat, struct\n"
+            "def f():\n"
+            f"    frame = {frame!r}\n"
+            "    for fd in range(3, 64):\n"
+            "        try:\n"
+            "            if stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+            "                os.write(fd, struct.pack('>I', len(frame)) + frame)\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    os._exit(0)\n")
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"outcome":"exception","message":"\\ud800","output":' + b"[" * 900 + b"]" * 900 + b"}",  # deep to clean
+    b'{"outcome":"ok","output":"A\xed\xa0\x80B","output_is_literal":true,"output_truncated":false,'
+    b'"digest":"x","trace":[],"truncated_events":false}',  # a surrogate as raw bytes: not UTF-8
+])
+@pytest.mark.parametrize("runs", [1, 2])
+def test_a_forged_frame_never_shifts_the_answers_of_other_jobs(frame, runs):
+    with Sandbox(Limits(runs=runs)) as box:
+        results = box.run_many([{"code": forged(frame), "entry_point": "f", "input": ""},
+                                {"kind": "program", "code": "assert 1 + 1 == 2"}])
+        assert [r["outcome"] for r in results] == ["sandbox_error", "ok"]
+        assert box.run({"kind": "program", "code": "assert 1 + 1 == 3"})["outcome"] == "exception"
+
+
+def test_a_child_killed_by_a_realtime_signal_leaves_the_fork_server_running(sandbox):
+    code = ("import fcntl, os, time\n"
+            "def f():\n"
+            "    r, w = os.pipe()\n"
+            "    fcntl.fcntl(r, fcntl.F_SETOWN, os.getpid())\n"
+            "    fcntl.fcntl(r, 10, 40)\n"  # F_SETSIG: signal 40 has no name in Python's signal module
+            "    fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC)\n"
+            "    os.write(w, b'x')\n"
+            "    time.sleep(1)\n")
+    before = sandbox.restarts
+    assert run(sandbox, code)["outcome"] == "killed" and sandbox.restarts == before
 
 
 def test_a_deeply_nested_forged_frame_fails_only_its_job(sandbox):
