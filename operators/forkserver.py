@@ -141,7 +141,8 @@ def _child(jobs: list[dict[str, Any]], limits: dict[str, Any], scratch: str, wri
 
 def _isolate(scratch: str, write_end: int, limits: dict[str, Any], ruleset: int) -> None:
     """Apply the per-child layers, strongest last: the seccomp filter would refuse some of the others.
-    Landlock comes first, before any inherited descriptor is closed: the ruleset is one of them."""
+    The task cap and Landlock come first, before inherited descriptors are closed: the cap's `cgroup.procs`
+    and the ruleset are among them."""
     os.setsid()
     if _TASK_CAP_FD >= 0:
         isolation.join_task_cap(_TASK_CAP_FD)

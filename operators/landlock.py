@@ -2,16 +2,17 @@
 its scratch directory.
 
 Landlock (Linux >= 5.13) lets an unprivileged process restrict itself, and every process it could start, for
-good; it needs no root, no namespaces and no bubblewrap, and stacks with seccomp. A child calls `contain`
-after fork and before user code runs. What it may read: the interpreter's standard library and packages,
-the system's shared libraries and a few device and configuration files (`read_roots`) — nothing under the
-home directory but the interpreter, no other temp directory (Ray's logs, other jobs), no output, no /proc.
+good; it needs no root, no namespaces and no bubblewrap, and stacks with seccomp. The fork server builds each
+child's ruleset (`Rules.ruleset`) and the child enforces it (`restrict`) before user code runs. What it may
+read: the interpreter's standard library and packages, the system's shared libraries and a few device and
+configuration files (`read_roots`) — nothing under the home directory but the interpreter, no other temp
+directory (Ray's logs, other jobs), no output, no /proc.
 What it may write: its scratch directory. TCP bind/connect (ABI 4) and signals or abstract sockets to
 processes outside the sandbox (ABI 6) are refused too, where the kernel knows them.
 
 Limits, stated plainly: Landlock checks opening, listing, creating, removing and renaming; it does not hide
-metadata (`os.stat`, `os.path.exists` still answer outside the allowed trees), and a file already open when
-`contain` runs stays usable (the fork server closes every inherited descriptor first).
+metadata (`os.stat`, `os.path.exists`, `readlink`, `listxattr` still answer outside the allowed trees), and a
+file already open stays usable (a child closes every inherited descriptor before user code runs).
 """
 
 from __future__ import annotations
