@@ -3,7 +3,7 @@
     python bench/mutations.py [--data ../shared/data/cruxeval/cruxeval.jsonl] [--limit N]
 
 For every problem: trace in the sandbox, narrate forward and backward with the template narrator, verify
-(unmutated records must all pass), then plant each kind of error of `operators.mutations` and verify again.
+(unmutated records must all pass), then plant each kind of error of `operators.cot.mutations` and verify again.
 Prints the rejection rate per kind, acceptance per direction, CoT length and coverage, and throughput.
 """
 
@@ -16,10 +16,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from operators.mutations import ALL_KINDS, mutate
-from operators.narrate import TemplateNarrator
-from operators.sandbox import Sandbox
-from operators.verify import Verifier, check_backward_answer
+from operators.cot.mutations import ALL_KINDS, mutate
+from operators.cot.narrate import TemplateNarrator
+from operators.cot.verify import Verifier, check_backward_answer
+from operators.sandbox.client import Sandbox
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
 

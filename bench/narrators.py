@@ -17,14 +17,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from operators.backends import Sampling, TransformersBackend
-from operators.execute import Executor
-from operators.ingest import ParseProblems
-from operators.model_narrate import ModelNarrateStage
-from operators.models import DEFAULT_MODEL
+from operators.llm.backends import Sampling, TransformersBackend
+from operators.llm.models import DEFAULT_MODEL
 from operators.records import table
-from operators.sandbox import Limits
-from operators.verify import VerifyStage
+from operators.sandbox.client import Limits
+from operators.stages.execute import Executor
+from operators.stages.ingest import ParseProblems
+from operators.stages.model_narrate import ModelNarrateStage
+from operators.stages.verify import VerifyStage
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"

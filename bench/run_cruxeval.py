@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from operators.execute import Executor
-from operators.ingest import ParseProblems
-from operators.narrate import NarrateStage
 from operators.records import table
-from operators.verify import VerifyStage
+from operators.stages.execute import Executor
+from operators.stages.ingest import ParseProblems
+from operators.stages.narrate import NarrateStage
+from operators.stages.verify import VerifyStage
 from pipeline import config as cfg
 from pipeline.graph import limits, run
 from pipeline.report import Progress

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from operators.sandbox import Limits, Sandbox
+from operators.sandbox.client import Limits, Sandbox
 
 _ROOT = Path(__file__).resolve().parent.parent
 DATA = _ROOT.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
@@ -38,7 +38,7 @@ DATA = _ROOT.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
 # Runs inside one sandboxed child: every problem's call, with or without the tracer, timed in-process.
 _LOOP = '''
 import time
-from operators.tracer import Tracer
+from operators.trace.tracer import Tracer
 
 def loop(problems, traced):
     events = 0
@@ -88,7 +88,7 @@ def sandboxed(problems: list[tuple[str, str]], runs: int) -> tuple[float, float]
 
 _FORK_COST = """
 import os, time
-from operators import forkserver, landlock
+from operators.sandbox import forkserver, landlock
 
 def measure(n):
     roots, abi = landlock.read_roots(), landlock.abi_version()

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from operators.calls import BadInput, input_text
-from operators.models import ModelUnavailable
-from operators.sandbox import Limits, Sandbox, SandboxUnavailable
-from operators.scoring import BENCHES
+from operators.eval.scoring import BENCHES
+from operators.llm.models import ModelUnavailable
+from operators.sandbox.calls import BadInput, input_text
+from operators.sandbox.client import Limits, Sandbox, SandboxUnavailable
 from pipeline import config as cfg
 from pipeline import jobs
 from pipeline.jobs import ClusterUnreachable
@@ -199,7 +199,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from operators.backends import Sampling
+    from operators.llm.backends import Sampling
     from pipeline import evaluate
 
     if args.n < 1 or args.max_tokens < 1 or args.temperature < 0 or (args.limit is not None and args.limit < 1):
@@ -230,7 +230,7 @@ def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[
 
 
 def _prompt_template(path: str) -> str:
-    from operators.eval_prompts import check_template
+    from operators.eval.prompts import check_template
 
     try:
         template = Path(path).read_text()

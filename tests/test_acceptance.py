@@ -7,8 +7,8 @@ import pytest
 from conftest import shared
 from helpers import funnel_adds_up, read, run_job
 
-from operators.values import parse_literal
-from operators.verify import parse_answer
+from operators.cot.verify import parse_answer
+from operators.trace.values import parse_literal
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 from helpers import funnel_adds_up, read, run_job
 
-from operators.sandbox import Limits, Sandbox
+from operators.sandbox.client import Limits, Sandbox
 
 SECRET = "tracecot-planted-secret-" + uuid.uuid4().hex
 

@@ -6,7 +6,7 @@ import json
 import pyarrow.parquet as pq
 from conftest import SAMPLES, shared
 
-from operators.decontam import BenchmarkIndex, benchmark_codes
+from operators.ingest.decontam import BenchmarkIndex, benchmark_codes
 from pipeline.cli import main
 
 CRUX = [json.loads(line) for line in shared("cruxeval/cruxeval.jsonl").read_text().splitlines()]

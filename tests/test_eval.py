@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import shared
 
-from operators.eval_prompts import fill_template
-from operators.scoring import pass_at_k
+from operators.eval.prompts import fill_template
+from operators.eval.scoring import pass_at_k
 from pipeline.cli import main
 from pipeline.evaluate import score
 

@@ -4,7 +4,8 @@ import json
 import pytest
 from conftest import SAMPLES, shared
 
-from operators.ingest import ParseProblems, detect_format
+from operators.ingest.formats import detect_format
+from operators.stages.ingest import ParseProblems
 
 
 def parse(line, **kw):

@@ -9,7 +9,7 @@ from conftest import tiny_problems
 from helpers import check_model_run, funnel_adds_up, model_outcomes, run_job
 from openai_server import OpenAIServer
 
-from operators.backends import Sampling, TransformersBackend
+from operators.llm.backends import Sampling, TransformersBackend
 
 pytestmark = pytest.mark.timeout(900)
 SECRET = "sk-tracecot-test-not-a-real-key"

@@ -5,9 +5,9 @@ import json
 import pytest
 from conftest import SAMPLES
 
-from operators.mutations import ALL_KINDS, mutate
-from operators.narrate import TemplateNarrator
-from operators.verify import Verifier, check_backward_answer, parse_answer
+from operators.cot.mutations import ALL_KINDS, mutate
+from operators.cot.narrate import TemplateNarrator
+from operators.cot.verify import Verifier, check_backward_answer, parse_answer
 
 PROBLEMS = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
 NARRATOR = TemplateNarrator()

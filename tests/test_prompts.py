@@ -2,9 +2,9 @@ import json
 
 from conftest import SAMPLES
 
-from operators.narrate import TemplateNarrator
-from operators.prompts import parse_completion, render_trace, student_prompt, teacher_prompt
-from operators.verify import Verifier
+from operators.cot.narrate import TemplateNarrator
+from operators.cot.prompts import parse_completion, render_trace, student_prompt, teacher_prompt
+from operators.cot.verify import Verifier
 
 PROBLEMS = {p["id"]: p for p in map(json.loads, SAMPLES.read_text().splitlines())}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.sandbox import Limits, Sandbox
+from operators.sandbox.client import Limits, Sandbox
 
 
 def run(sandbox, body, entry="f", args=""):

@@ -1,6 +1,6 @@
 import ast
 
-from operators.values import canonical, render
+from operators.trace.values import canonical, render
 
 
 def test_literals_round_trip():

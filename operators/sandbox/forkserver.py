@@ -1,15 +1,14 @@
 """The fork server: a warm, single-threaded process that forks isolated children to run jobs.
 
-Run as `python -m operators.forkserver`; `operators.sandbox.Sandbox` starts it and speaks `operators.wire`
-messages over its stdin/stdout: a request holds a list of jobs, and one result message comes back per job,
-in order. The server enters a fresh network namespace once, reports which isolation layers it could set up,
-then forks a child that applies the per-child layers, runs the call under the tracer and writes its JSON
-result to a pipe. A child runs the jobs of one problem (consecutive jobs with the same code, up to
-`jobs_per_child`), never jobs of two problems: nothing one problem's code does can reach another's result.
-The server enforces each job's wall-clock timeout and result size cap, and kills the child's whole process
-group when it is done with it. Each run of a job happens in one server, once; the client asks a second
-server, started with another hash seed, to run it again (`operators.sandbox`).
-"""
+Run as `python -m operators.sandbox.forkserver`; `operators.sandbox.client.Sandbox` starts it and speaks
+`operators.sandbox.wire` messages over its stdin/stdout: a request holds a list of jobs, and one result message
+comes back per job, in order. The server enters a fresh network namespace once, reports which isolation layers it
+could set up, then forks a child that applies the per-child layers, runs the call under the tracer and writes its
+JSON result to a pipe. A child runs the jobs of one problem (consecutive jobs with the same code, up to
+`jobs_per_child`), never jobs of two problems: nothing one problem's code does can reach another's result. The
+server enforces each job's wall-clock timeout and result size cap, and kills the child's whole process group when it
+is done with it. Each run of a job happens in one server, once; the client asks a second server, started with
+another hash seed, to run it again (`operators.sandbox.client`)."""
 
 from __future__ import annotations
 
@@ -26,8 +25,8 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from operators import calls, isolation, landlock
-from operators.wire import recv_frame, recv_msg, send_frame, send_msg
+from operators.sandbox import calls, isolation, landlock
+from operators.sandbox.wire import recv_frame, recv_msg, send_frame, send_msg
 
 _layers: dict[str, bool] = {}
 _syscall_filter = isolation.syscall_filter()

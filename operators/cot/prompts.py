@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from operators.structure import TraceView
+from operators.trace.structure import TraceView
 
 PROMPT_VERSION = "1"
 
@@ -34,7 +34,7 @@ def messages(prompt: str, cot: str) -> list[dict[str, str]]:
 
 
 # Prompts for model narrators (the backends come with the LLM narrator issue): the model sees the trace and
-# is told to state values in the claim forms the verifier checks (operators/claims.py).
+# is told to state values in the claim forms the verifier checks (operators/cot/claims.py).
 TEACHER_PROMPT_VERSION = "1"
 
 _RULES = """Write the reasoning a careful teacher would give, step by step, in plain sentences.

@@ -1,6 +1,6 @@
 """Client side of the sandbox: owns the fork server processes and runs jobs through them.
 
-One `Sandbox` per executor actor. Each job runs in a forked child (see `operators.forkserver`) with the limits
+One `Sandbox` per executor actor. Each job runs in a forked child (see `operators.sandbox.forkserver`) with the limits
 below; a child serves the jobs of one problem, never two problems. A job runs `runs` times, each time in its
 own fork server started with its own `PYTHONHASHSEED`, the repeats in a fresh child each: a result stands
 only when a fresh process under another hash seed reproduces it (outcome, output, exception and the whole
@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from operators.calls import builds_sets
-from operators.isolation import TaskCap
-from operators.values import valid_text
-from operators.wire import recv_frame, recv_msg, send_msg
+from operators.sandbox.calls import builds_sets
+from operators.sandbox.isolation import TaskCap
+from operators.sandbox.wire import recv_frame, recv_msg, send_msg
+from operators.trace.values import valid_text
 
 OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
@@ -160,7 +160,7 @@ class _ForkServer:
 
     def start(self) -> None:
         # The fork server gets a minimal environment: secrets of the caller never reach it or its children.
-        server = [sys.executable, "-m", "operators.forkserver"]
+        server = [sys.executable, "-m", "operators.sandbox.forkserver"]
         attempts = [(bwrap_command() + server, _BWRAP_ENV)] if shutil.which("bwrap") else []
         attempts.append((server, _ENV))
         self._cap = TaskCap(f"{self.seed}-{id(self)}", self.max_tasks)

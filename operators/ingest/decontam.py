@@ -18,10 +18,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from operators.records import reject
-from operators.stage import RowStage
 
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|\S")
 
@@ -121,18 +117,3 @@ def parse_against(spec: str) -> dict[str, str]:
     if not out:
         raise ValueError("--against names no benchmark")
     return out
-
-
-class DecontamStage(RowStage):
-    """Ray Data stage (after ingest): problems whose code overlaps a benchmark item are rejected
-    (`contaminated`), so they never become training records."""
-
-    timing_column = "t_ingest"
-
-    def __init__(self, against: dict[str, str], n: int = 10, threshold: float = 0.5) -> None:
-        self.index = BenchmarkIndex({name: benchmark_codes(name, path) for name, path in against.items()}, n,
-                                    threshold)
-
-    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        match = self.index.match(row["code"])
-        return [reject(row, "ingest", "contaminated", match.describe())] if match else [row]

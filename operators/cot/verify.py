@@ -12,20 +12,16 @@ in the sandbox by the caller (`check_backward_answer`) and must give the output.
 from __future__ import annotations
 
 import ast
-import json
 import operator
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from operators.calls import arguments_text
-from operators.claims import ANSWER, Claim, extract
-from operators.narrate import is_opaque
-from operators.records import reject
-from operators.sandbox import Limits, Sandbox
-from operators.stage import RowStage, guarded
-from operators.structure import TraceView
-from operators.values import canonical, parse_literal
+from operators.cot.claims import ANSWER, Claim, extract
+from operators.cot.narrate import is_opaque
+from operators.sandbox.calls import arguments_text
+from operators.trace.structure import TraceView
+from operators.trace.values import canonical, parse_literal
 
 VERIFIER_VERSION = "1"
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -305,55 +301,6 @@ def _named(qualname: str, claimed: str) -> bool:
     return qualname == claimed or qualname.endswith("." + claimed)
 
 
-class VerifyStage(RowStage):
-    """Ray Data stage: verify each narration; backward answers are re-executed in the sandbox."""
-
-    timing_column = "t_verify"
-
-    def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2,
-                 limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
-        self.verifier = Verifier(min_coverage, min_claims, full_iterations)
-        self.limits = limits
-        self.require = require
-        self._sandbox: Sandbox | None = None
-
-    def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """Verify each row; the backward answers of the whole batch run in the sandbox together."""
-        parsed = [parse_answer(row["cot"]) if row["direction"] == "backward" else None for row in rows]
-        jobs = [None if answer is None else _answer_run(row, answer) for row, answer in zip(rows, parsed, strict=True)]
-        runnable = [i for i, job in enumerate(jobs) if isinstance(job, dict) and "outcome" not in job]
-        runs = dict(zip(runnable, self.sandbox.run_many([jobs[i] for i in runnable]), strict=True)) if runnable else {}
-        return [guarded("verify", row, lambda i=i, row=row: self._verdict(row, parsed[i], runs.get(i, jobs[i])))
-                for i, row in enumerate(rows)]
-
-    def _verdict(self, row: dict[str, Any], parsed: ParsedAnswer | None,
-                 answer_run: dict[str, Any] | str | None) -> list[dict[str, Any]]:
-        """The verified row or its rejection; `answer_run` is the backward answer's sandboxed run, or the
-        reason it could not run."""
-        if isinstance(answer_run, str):
-            return [reject({**row, "stage": "verify"}, "verify", "wrong_answer", answer_run)]
-        events, input_text = json.loads(row["trace"]), row["input"]
-        if parsed is not None and answer_run is not None and answer_run["outcome"] == "ok" \
-                and not same_arguments(parsed.input_text, row["input"]):
-            # Reasoning about one input cannot vouch for another: check the claims on the answer's trace.
-            events, input_text = answer_run["trace"], parsed.input_text
-        report, _ = self.verifier.check(row["direction"], row["cot"], row["code"], row["entry_point"], input_text,
-                                        row["output"], events)
-        if answer_run is not None:
-            check_backward_answer(report, answer_run, row["output"])
-        row = {**row, "verification": report.as_dict(), "stage": "verify"}
-        if report.passed:
-            return [row]
-        return [reject(row, "verify", reason_for(report), report.first_failure or "")]
-
-    @property
-    def sandbox(self) -> Sandbox:
-        """Started on first use: forward-only runs never need one here."""
-        if self._sandbox is None:
-            self._sandbox = Sandbox(self.limits, self.require)
-        return self._sandbox
-
-
 def reason_for(report: Report) -> str:
     """The rejection reason a failed report stands for."""
     if report.n_contradicted:
@@ -361,14 +308,3 @@ def reason_for(report: Report) -> str:
     if not report.answer_ok:
         return "wrong_answer"
     return "unverifiable"
-
-
-def _answer_run(row: dict[str, Any], parsed: ParsedAnswer) -> dict[str, Any] | str:
-    """A backward answer's run: already known when its input is the traced one (same syntax tree, so the same
-    call: the call is paid once), else the sandbox job that traces it, or the reason it may not run (an input
-    other than the given one must be plain literals)."""
-    if same_arguments(parsed.input_text, row["input"]):
-        return {"outcome": "ok", "output": row["output"]}
-    if not literal_arguments(parsed.input_text):
-        return "a backward answer's input must be Python literals"
-    return {"code": row["code"], "entry_point": row["entry_point"], "input": parsed.input_text}

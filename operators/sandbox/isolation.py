@@ -3,7 +3,7 @@
 Process-wide layers (`enter_network_namespace`, `undumpable`) are applied once by the fork server; per-job
 layers (`limit_resources`, `scrub_environment`, `drop_capabilities`, the seccomp filter) by each forked child
 before user code runs.
-The read-only root comes from running the fork server under bubblewrap (`operators.sandbox`) where that
+The read-only root comes from running the fork server under bubblewrap (`operators.sandbox.client`) where that
 works. A child started as root drops to `nobody` only where `nobody` can still read the standard library:
 an interpreter under root's home (pyenv) cannot be read by anyone else, unless bubblewrap re-exposes it.
 """

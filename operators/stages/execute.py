@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from operators.records import reject
-from operators.sandbox import Limits, Sandbox
-from operators.stage import RowStage, guarded
-from operators.values import parse_literal
+from operators.sandbox.client import Limits, Sandbox
+from operators.stages.base import RowStage, guarded
+from operators.trace.values import parse_literal
 
 
 class Executor(RowStage):

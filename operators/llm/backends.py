@@ -25,7 +25,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from operators.models import ModelUnavailable, resolve_model
+from operators.llm.models import ModelUnavailable, resolve_model
 
 Conversation = list[dict[str, str]]
 

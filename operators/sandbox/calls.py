@@ -13,9 +13,9 @@ import types
 from functools import lru_cache
 from typing import Any
 
-from operators import isolation
-from operators.tracer import CODE_FILENAME, Tracer
-from operators.values import render, reset_seed_order, seed_ordered_seen
+from operators.sandbox import isolation
+from operators.trace.tracer import CODE_FILENAME, Tracer
+from operators.trace.values import render, reset_seed_order, seed_ordered_seen
 
 
 class BadInput(ValueError):
@@ -81,7 +81,7 @@ def run_job(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Run a job once in this process (a sandbox child); over `timeout_s` is a timeout even when it finished.
 
     Whether a result is reproducible is decided by the client, which runs the job again in another fork
-    server started with another hash seed (`operators.sandbox`).
+    server started with another hash seed (`operators.sandbox.client`).
     """
     run = run_program if job.get("kind") == "program" else run_traced
     started = time.monotonic()

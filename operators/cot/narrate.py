@@ -1,6 +1,6 @@
 """Template narration: forward and backward reasoning written from the trace, true by construction.
 
-Every value stated comes from the trace and is written in the claim forms of `operators.claims`, so the
+Every value stated comes from the trace and is written in the claim forms of `operators.cot.claims`, so the
 verifier can check each one. Long loops are told in part: the first and last `full_iterations` iterations in
 full, the ones between summarised with the state they leave behind. Phrasings vary by a choice seeded with
 the record's id, so the text is reproducible but not monotonous.
@@ -8,15 +8,12 @@ the record's id, so the text is reproducible but not monotonous.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from typing import Any
 
-from operators.claims import answer, quote
-from operators.prompts import messages, student_prompt
-from operators.stage import RowStage
-from operators.structure import LoopInstance, TraceView
+from operators.cot.claims import answer, quote
+from operators.trace.structure import LoopInstance, TraceView
 
 NARRATOR_VERSION = "1"
 _OPAQUE = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<lambda>")
@@ -295,25 +292,3 @@ def _frame_end(events: list[dict[str, Any]], index: int) -> int:
 def _propagating(events: list[dict[str, Any]], index: int) -> bool:
     """An exception event that only re-reports an exception raised in a callee."""
     return index > 0 and events[index - 1]["event"] == "return" and "raised" in events[index - 1]
-
-
-class NarrateStage(RowStage):
-    """Ray Data stage: one traced execution → one narration per requested direction."""
-
-    timing_column = "t_narrate"
-
-    def __init__(self, full_iterations: int = 2) -> None:
-        self.narrator = TemplateNarrator(full_iterations)
-
-    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        events = json.loads(row["trace"])
-        out = []
-        for direction, rid in zip(row["directions"], row["record_ids"], strict=True):
-            write = self.narrator.forward if direction == "forward" else self.narrator.backward
-            cot = write(row["code"], row["entry_point"], row["input"], row["output"], events, rid)
-            prompt = student_prompt(direction, row["code"], row["entry_point"], row["input"], row["output"])
-            counted_once = {"rows_read": 0, "t_ingest": 0.0, "t_execute": 0.0} if out else {}
-            out.append({**row, **counted_once, "direction": direction, "record_id": rid, "cot": cot,
-                        "answer": answer(row["entry_point"], row["input"], row["output"]),
-                        "messages": messages(prompt, cot), "narrator": self.narrator.name, "stage": "narrate"})
-        return out

@@ -2,7 +2,7 @@
 
 What it records: one event per call, executed line, return and exception in frames compiled from the
 problem's code (filename `CODE_FILENAME`); library code is not traced. Each line event carries the locals
-that the line changed (name → canonical text, see `operators.values`); changes are attached to the line that
+that the line changed (name → canonical text, see `operators.trace.values`); changes are attached to the line that
 made them. A statement spanning several lines is one step, reported at its first line. Loop headers carry
 `loop_iter`, the how-many-th time the header runs in this loop instance.
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from operators.structure import structure
-from operators.values import is_immutable_scalar, render
+from operators.trace.structure import structure
+from operators.trace.values import is_immutable_scalar, render
 
 TRACER_VERSION = "1"
 CODE_FILENAME = "<problem>"

@@ -1,7 +1,7 @@
 """The model narrator stage: teacher prompts in, model-written CoT out, each attempt checked by the verifier.
 
 For every (call, direction) the model sees the code, the known side, a compact trace and the claim forms
-(`operators.prompts.teacher_prompt`). Its answer is checked with the same `Verifier` the verify stage uses;
+(`operators.cot.prompts.teacher_prompt`). Its answer is checked with the same `Verifier` the verify stage uses;
 a rejected attempt is kept (it goes to `rejected/` marked `retried`) and the model is asked again, up to
 `retries` times, with the verifier's first failing claim and the trace step it contradicts. The last attempt
 goes on to the verify stage, which decides for good (and runs a backward answer's input in the sandbox; an
@@ -22,12 +22,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.backends import Completion, Conversation, Sampling, make_backend
-from operators.claims import answer
-from operators.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
+from operators.cot.claims import answer
+from operators.cot.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
+from operators.cot.verify import Report, Verifier, reason_for
+from operators.llm.backends import Completion, Conversation, Sampling, make_backend
 from operators.records import content_hash, reject, table
-from operators.stage import node_name, stamp
-from operators.verify import Report, Verifier, reason_for
+from operators.stages.base import node_name, stamp
 
 
 @dataclass

@@ -4,7 +4,7 @@ Two formats:
 - `cruxeval`: CRUXEval's structure — an instruction, a worked example, then the task inside `[PYTHON]` tags,
   the answer inside `[ANSWER]assert …[/ANSWER]`; with `cot`, reasoning first inside `[THOUGHT]` tags. It
   follows CRUXEval's structure and tags in tracecot's own words; for CRUXEval's exact text, use a template.
-- `chat`: tracecot's own student prompt (`operators.prompts.student_prompt`), so a model trained on tracecot
+- `chat`: tracecot's own student prompt (`operators.cot.prompts.student_prompt`), so a model trained on tracecot
   records is evaluated in the format it was trained on.
 - a template of the user's (`fill_template`): any text with `{code}`, `{input}` and `{output}` in it — for
   example CRUXEval's own prompt text, taken from its repository, to compare with published scores.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from operators.prompts import student_prompt
+from operators.cot.prompts import student_prompt
 
 _EXAMPLE_O = ('[PYTHON]\ndef f(s):\n    return s + "a"\nassert f("x9j") == ??\n[/PYTHON]\n'
               '{thought}[ANSWER]\nassert f("x9j") == "x9ja"\n[/ANSWER]')

@@ -1,0 +1,1 @@
+"""Evaluation on execution benchmarks: prompts, answer extraction, and the official scoring rules."""

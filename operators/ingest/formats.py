@@ -1,0 +1,197 @@
+"""Ingest: turn input rows of any supported format into one work row per (problem, input).
+
+Formats (DESIGN.md): generic, cruxeval, mbpp, humaneval; `detect_format` picks one from a row's keys.
+Everything here is static analysis (`ast` and `ast.literal_eval`): no user code runs outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.sandbox.calls import BadInput, arguments_text, input_text
+from operators.trace.values import valid_text
+
+FORMATS = ("generic", "asserts", "cruxeval", "mbpp", "humaneval")
+_REQUIRED = {
+    "generic": ("id", "code", "entry_point", "inputs"),
+    "asserts": ("id", "code", "tests"),
+    "cruxeval": ("id", "code", "input", "output"),
+    "mbpp": ("task_id", "code", "test_list"),
+    "humaneval": ("task_id", "prompt", "canonical_solution", "test", "entry_point"),
+}
+
+
+class BadProblem(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Problem:
+    problem_id: str
+    code: str
+    entry_point: str
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str | None] = field(default_factory=list)
+    bad_inputs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def detect_format(row: dict[str, Any]) -> str | None:
+    keys = set(row)
+    if {"canonical_solution", "test"} <= keys:
+        return "humaneval"
+    if "test_list" in keys:
+        return "mbpp"
+    if "inputs" in keys:
+        return "generic"
+    if {"tests", "code"} <= keys:
+        return "asserts"
+    if {"input", "output", "code"} <= keys:
+        return "cruxeval"
+    return None
+
+
+def to_problem(row: dict[str, Any], fmt: str) -> Problem:
+    # An empty input string is a call with no arguments, so only None counts as missing there.
+    missing = [key for key in _REQUIRED[fmt] if row.get(key) is None or (key != "input" and row.get(key) == "")]
+    if missing:
+        raise BadProblem("missing_field", f"{fmt} row lacks field(s): {', '.join(missing)}")
+    text_fields = [key for key in ("code", "prompt", "canonical_solution", "test", "entry_point", "input", "output")
+                   if key in _REQUIRED[fmt] and not isinstance(row[key], str)]
+    if text_fields:
+        raise BadProblem("bad_field", f"{fmt} row: field(s) {', '.join(text_fields)} must be text")
+    if fmt == "generic":
+        problem = _generic(row)
+    elif fmt == "cruxeval":
+        problem = Problem(str(row["id"]), row["code"], "f", [row["input"]], [row["output"]])
+    elif fmt == "asserts":
+        if not isinstance(row["tests"], list) or not all(isinstance(test, str) for test in row["tests"]):
+            raise BadProblem("bad_field", "asserts row: 'tests' must be a list of assert statements")
+        problem = _from_asserts(str(row["id"]), row["code"], row["tests"], None)
+    elif fmt == "mbpp":
+        problem = _from_asserts(str(row["task_id"]), _join(row.get("test_setup_code"), row["code"]),
+                                list(row["test_list"]), None)
+    else:
+        problem = _from_asserts(str(row["task_id"]), row["prompt"] + row["canonical_solution"],
+                                [row["test"]], row["entry_point"])
+    check_code(problem)
+    return problem
+
+
+def _generic(row: dict[str, Any]) -> Problem:
+    inputs = row["inputs"]
+    if not isinstance(inputs, list) or not inputs:
+        raise BadProblem("bad_field", "generic row: 'inputs' must be a non-empty list")
+    outputs = row.get("outputs") or [None] * len(inputs)
+    if not isinstance(outputs, list) or len(outputs) != len(inputs):
+        raise BadProblem("bad_field", "generic row: 'outputs' must be a list as long as 'inputs'")
+    problem = Problem(str(row["id"]), row["code"], str(row["entry_point"]))
+    for raw, expected in zip(inputs, outputs, strict=True):
+        try:
+            problem.inputs.append(input_text(raw))
+        except BadInput as err:
+            problem.bad_inputs.append((json.dumps(raw)[:200], str(err)))
+            continue
+        problem.outputs.append(None if expected is None else str(expected))
+    return problem
+
+
+def _join(setup: str | None, code: str) -> str:
+    code = code.replace("\r\n", "\n")
+    return f"{setup.strip()}\n{code}" if setup and setup.strip() else code
+
+
+def _from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str | None) -> Problem:
+    """Take the calls out of assert-style tests: MBPP's `assert fn(..) == ..`, HumanEval's `candidate(..)`."""
+    defined = _top_level_names(code)
+    callee = "candidate" if entry_point else None
+    problem = Problem(problem_id, code, entry_point or "")
+    seen: set[str] = set()
+    for test in tests:
+        tree = _parsed(test.replace("\r\n", "\n"), "test")
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare | ast.Call | ast.UnaryOp)):
+                continue
+            for call, expected in _calls_in(node.test, test, callee or defined):
+                name = call.func.id  # type: ignore[attr-defined]
+                problem.entry_point = entry_point or problem.entry_point or name
+                if name != (callee or problem.entry_point):
+                    continue
+                args = arguments_text(call, test)
+                if args in seen:
+                    continue
+                seen.add(args)
+                problem.inputs.append(args)
+                problem.outputs.append(expected)
+    if not problem.inputs:
+        raise BadProblem("no_inputs", "no call of the entry point found in the tests")
+    return problem
+
+
+def _calls_in(test: ast.AST, source: str, names: str | set[str]):
+    wanted = {names} if isinstance(names, str) else names
+    expected = None
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
+        expected = ast.get_source_segment(source, test.comparators[0])
+    for node in ast.walk(test):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in wanted:
+            direct = isinstance(test, ast.Compare) and test.left is node
+            yield node, expected if direct else None
+
+
+def _parsed(source: str, what: str) -> ast.Module:
+    """The syntax tree of untrusted text, or BadProblem: no text, however deep or odd, raises anything else."""
+    try:
+        return ast.parse(source)
+    except SyntaxError as err:
+        raise BadProblem("syntax_error", f"{what} does not parse: {err.msg} (line {err.lineno})") from err
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise BadProblem("syntax_error", f"{what} cannot be parsed: {type(err).__name__}") from err
+
+
+def _top_level_names(code: str) -> set[str]:
+    try:
+        tree = _parsed(code, "code")
+    except BadProblem:
+        return set()
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+
+
+def check_code(problem: Problem) -> None:
+    tree = _parsed(problem.code, "code")
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    if problem.entry_point not in names:
+        raise BadProblem("entry_point_missing", f"entry point {problem.entry_point!r} is not defined in the code")
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """The row a line holds, every text in it valid Unicode (a lone surrogate becomes its escape text)."""
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadProblem("malformed_json", f"line is not JSON: {err.msg} at column {err.colno}") from err
+    except (RecursionError, ValueError) as err:  # nested too deep, an integer too long to read, …
+        raise BadProblem("malformed_json", f"line is JSON that cannot be read: {type(err).__name__}") from err
+    if not isinstance(row, dict):
+        raise BadProblem("malformed_json", "line is JSON but not an object")
+    return valid_text(row)
+
+
+def peek_id(text: str) -> str | None:
+    try:
+        row = json_object(text)
+    except BadProblem:
+        return None
+    value = row.get("id", row.get("task_id", row.get("problem_id")))
+    return None if value is None else valid_text(str(value))

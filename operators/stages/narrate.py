@@ -1,0 +1,33 @@
+"""Narrate stage (template narrator): one traced call → one narration per requested direction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from operators.cot.claims import answer
+from operators.cot.narrate import TemplateNarrator
+from operators.cot.prompts import messages, student_prompt
+from operators.stages.base import RowStage
+
+
+class NarrateStage(RowStage):
+    """Ray Data stage: one traced execution → one narration per requested direction."""
+
+    timing_column = "t_narrate"
+
+    def __init__(self, full_iterations: int = 2) -> None:
+        self.narrator = TemplateNarrator(full_iterations)
+
+    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        events = json.loads(row["trace"])
+        out = []
+        for direction, rid in zip(row["directions"], row["record_ids"], strict=True):
+            write = self.narrator.forward if direction == "forward" else self.narrator.backward
+            cot = write(row["code"], row["entry_point"], row["input"], row["output"], events, rid)
+            prompt = student_prompt(direction, row["code"], row["entry_point"], row["input"], row["output"])
+            counted_once = {"rows_read": 0, "t_ingest": 0.0, "t_execute": 0.0} if out else {}
+            out.append({**row, **counted_once, "direction": direction, "record_id": rid, "cot": cot,
+                        "answer": answer(row["entry_point"], row["input"], row["output"]),
+                        "messages": messages(prompt, cot), "narrator": self.narrator.name, "stage": "narrate"})
+        return out
