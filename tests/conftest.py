@@ -24,6 +24,16 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 
 
+# Tests that use these start Ray, an S3 server, a model or a cluster: the `integration` suite.
+INTEGRATION_FIXTURES = {"local_ray", "s3_server", "smollm2"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 def shared(relative: str) -> Path:
     path = SHARED_DATA / relative
     if not path.exists():

@@ -10,7 +10,7 @@ from helpers import funnel_adds_up, read, run_job
 from operators.cot.verify import parse_answer
 from operators.trace.values import parse_literal
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def accepted_share(records, direction: str, n_problems: int) -> float:

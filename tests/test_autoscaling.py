@@ -14,7 +14,7 @@ import pytest
 from conftest import SAMPLES, cluster_nodes, free_port, stop_cluster
 from helpers import funnel_adds_up
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 ADDRESS = "127.0.0.1:6379"  # the fake provider starts its worker nodes against the default GCS port
 
 

@@ -15,12 +15,14 @@ from helpers import read, run_job
 
 TRACECOT = str(Path(sys.executable).parent / "tracecot")
 pytestmark = pytest.mark.timeout(300)
+integration = pytest.mark.integration  # these run the `tracecot` command (Ray starts in it)
 
 
 def tracecot(*args, cwd=None, timeout=240):
     return subprocess.run([TRACECOT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
+@integration
 @pytest.mark.parametrize(("args", "needle"), [
     (["run", "--bogus"], "unrecognized arguments"),
     (["run", "--input", "/no/such/file.jsonl"], "input not found"),
@@ -41,6 +43,7 @@ def test_usage_errors_exit_2_with_one_line(args, needle, tmp_path):
     assert len(lines) == 1 and needle in lines[0], result.stderr
 
 
+@integration
 @pytest.mark.parametrize(("text", "needle"), [
     ("narrator: [1, 2\n", "not valid YAML"),
     ("colour: blue\n", "unknown config key colour"),
@@ -56,6 +59,7 @@ def test_bad_config_files_exit_2(text, needle, tmp_path):
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
 
 
+@integration
 def test_default_run_writes_to_tracecot_out(tmp_path):
     result = tracecot("run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -66,6 +70,7 @@ def test_default_run_writes_to_tracecot_out(tmp_path):
     assert list((tmp_path / "tracecot-out" / "runs").glob("*.json"))
 
 
+@integration
 def test_trace_command(tmp_path):
     source = tmp_path / "f.py"
     source.write_text("def f(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n")
@@ -80,6 +85,7 @@ def _wait_for_records(output: Path, deadline: float) -> None:
         time.sleep(0.2)
 
 
+@integration
 @pytest.mark.parametrize("how", ["kill", "interrupt"])
 def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
     source = shared("cruxeval/cruxeval.jsonl")

@@ -14,7 +14,7 @@ from conftest import SAMPLES, cluster_nodes, free_port, stop_cluster
 
 from pipeline.cli import main
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 RAY = str(Path(sys.executable).parent / "ray")
 BUCKET = "tracecot-test"
 

@@ -364,6 +364,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
+@pytest.mark.integration  # runs the `tracecot` command
 def test_a_run_without_landlock_refuses_to_start(tmp_path):
     tracecot = str(Path(sys.executable).parent / "tracecot")
     command = [sys.executable, "-c", NO_LANDLOCK, tracecot, "run", "--output", str(tmp_path / "out")]

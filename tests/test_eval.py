@@ -19,6 +19,8 @@ TRACECOT = str(Path(sys.executable).parent / "tracecot")
 REFERENCE = "cruxeval/reference_scoring_codellama7b"
 
 
+@pytest.mark.integration  # scores the whole benchmark
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(("bench", "mode"), [("cruxeval-o", "output"), ("cruxeval-i", "input")])
 def test_golden_cruxeval_scoring(bench, mode):
@@ -37,6 +39,7 @@ def test_pass_at_k():
     assert abs(pass_at_k(10, 3, 1) - 0.3) < 1e-12
 
 
+@pytest.mark.integration  # runs the `tracecot` command
 @pytest.mark.parametrize(("content", "needle"), [
     ("not json", "are not JSON"),
     ('{"sample_0": "f(1)"}', "must map each sample id to a list of strings"),
@@ -51,6 +54,7 @@ def test_bad_generation_files_exit_2(tmp_path, content, needle):
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.integration  # runs the `tracecot` command
 def test_bad_data_path_exits_2(tmp_path):
     generations = tmp_path / "gens.json"
     generations.write_text("{}")
@@ -117,6 +121,7 @@ def test_a_prompt_template_is_filled_in_one_pass():
     assert filled == "Code:\ndef f(x):\n    return '{output}'\nassert f(1) == '{output}'  # {other} {{}}"
 
 
+@pytest.mark.integration  # runs the `tracecot` command
 @pytest.mark.parametrize(("content", "extra", "needle"), [
     ("no placeholder here", [], "needs a {code} placeholder"),
     (None, [], "cannot read the prompt template"),

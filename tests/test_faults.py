@@ -9,7 +9,7 @@ import pytest
 from conftest import shared
 from helpers import funnel_adds_up, read, run_job
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def _executor_pids() -> list[int]:

@@ -11,7 +11,7 @@ from openai_server import OpenAIServer
 
 from operators.llm.backends import Sampling, TransformersBackend
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 SECRET = "sk-tracecot-test-not-a-real-key"
 
 

@@ -15,7 +15,7 @@ from operators.records import RECORD_SCHEMA, content_hash
 from pipeline.config import StorageConfig
 from pipeline.state import DoneIndex
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SAMPLE_IDS = {json.loads(line)["id"] for line in SAMPLES.read_text().splitlines()}
 
 

