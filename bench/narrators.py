@@ -21,10 +21,10 @@ from operators.llm.backends import Sampling, TransformersBackend
 from operators.llm.models import DEFAULT_MODEL
 from operators.records import table
 from operators.sandbox.client import Limits
-from operators.stages.execute import Executor
-from operators.stages.ingest import ParseProblems
 from operators.stages.model_narrate import ModelNarrateStage
 from operators.stages.verify import VerifyStage
+from pipeline import config as cfg
+from pipeline.stages import run_local, steps
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
@@ -32,9 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def traced_items(problems: int) -> list[dict]:
-    parse, executor = ParseProblems(None, "bench", "bench"), Executor(Limits())
-    items = [item for line in DATA.read_text().splitlines()[:problems] for item in parse.parse(line)]
-    return [row for row in executor(table(items)).to_pylist() if not row.get("reason")]
+    """The first `problems` CRUXEval problems through the run's own ingest and execute stages."""
+    ingest, execute, *_ = steps(cfg.load(None, {}), "bench", frozenset())
+    lines = DATA.read_text().splitlines()[:problems]
+    return [row for batch in run_local([ingest, execute], lines) for row in batch.to_pylist() if not row.get("reason")]
 
 
 def narrate(backend: str, items: list[dict], sampling: Sampling, batch: int, url: str | None) -> tuple[float, list]:

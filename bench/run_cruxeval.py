@@ -16,34 +16,22 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from operators.records import table
-from operators.stages.execute import Executor
-from operators.stages.ingest import ParseProblems
-from operators.stages.narrate import NarrateStage
-from operators.stages.verify import VerifyStage
 from pipeline import config as cfg
-from pipeline.graph import limits, run
+from pipeline.graph import run
 from pipeline.report import Progress
 from pipeline.sources import iter_lines
+from pipeline.stages import run_local, steps
 from pipeline.storage import locate
 
 DEFAULT_INPUT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
 
 
 def sequential(config: cfg.RunConfig) -> tuple[float, int]:
-    """The same operators in one process, on batches of `ray.batch_size` rows as Ray gives them: no Ray, no
-    Parquet."""
+    """The same stages in one process (`run_local`), on batches of `ray.batch_size` lines: no Ray, no Parquet."""
     started = time.perf_counter()
-    ingest = ParseProblems(None, "bench", config.fingerprint(), tuple(config.directions))
-    stages = (Executor(limits(config), tuple(config.sandbox.require)), NarrateStage(config.narrator.full_iterations),
-              VerifyStage(config.verifier.min_coverage, limits=limits(config)))
-    lines = list(itertools.islice(iter_lines(locate(config.input, config.storage)), config.limit))
-    accepted = 0
-    for start in range(0, len(lines), config.ray.batch_size):
-        batch = table([row for line in lines[start:start + config.ray.batch_size] for row in ingest.parse(line)])
-        for stage in stages:
-            batch = stage(batch)
-        accepted += sum(not row.get("reason") for row in batch.to_pylist())
+    lines = itertools.islice(iter_lines(locate(config.input, config.storage)), config.limit)
+    accepted = sum(not row.get("reason") for batch in run_local(steps(config, "bench", frozenset()), lines,
+                                                                config.ray.batch_size) for row in batch.to_pylist())
     return time.perf_counter() - started, accepted
 
 

@@ -21,6 +21,7 @@ VERIFICATION = pa.struct([
     ("first_failure", pa.string()),
     ("failure_step", pa.int32()),
 ])
+PLACEMENT = pa.list_(pa.struct([("stage", pa.string()), ("node", pa.string())]))
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 # Columns of an accepted record, in order (DESIGN.md, "Output dataset").
@@ -67,7 +68,7 @@ WORK_SCHEMA = pa.schema([
     ("directions", pa.list_(pa.string())),
     ("record_ids", pa.list_(pa.string())),
     ("rows_read", pa.int32()),
-    ("placement", pa.string()),  # "stage@node;" for each stage that worked on the row
+    ("placement", PLACEMENT),  # each stage that worked on the row, and on which node
     ("retried", pa.bool_()),  # a rejected model attempt that was asked again: kept, but not the item's outcome
     ("tokens_in", pa.int64()),
     ("tokens_out", pa.int64()),

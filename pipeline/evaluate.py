@@ -15,7 +15,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from operators.cot.verify import Verifier
 from operators.eval.prompts import (
     benchmark_prompt,
     extract_code,
@@ -34,7 +33,9 @@ from operators.eval.scoring import (
 )
 from operators.llm.backends import Sampling, make_backend
 from operators.sandbox.client import Limits, Sandbox
+from pipeline.config import load as load_config
 from pipeline.sources import InputError
+from pipeline.stages import run_local, steps
 
 _FIELDS = {"cruxeval-o": ("id", "code", "input", "output"), "cruxeval-i": ("id", "code", "input", "output"),
            "lcb-exec": ("id", "code", "input", "output"), "humaneval": ("task_id", "prompt", "test", "entry_point")}
@@ -121,16 +122,15 @@ def score_generations(bench: str, data: dict[str, dict[str, Any]],
         "generations_skipped": sum(1 for item in items if item["skipped"]),
         "seconds": round(seconds, 2), "generations_per_s": round(len(items) / max(seconds, 1e-9), 1),
         "settings": {"timeout_s": TIMEOUT_S,
-                     "sandbox": f"tracecot fork servers (one per CPU), 1 run per program, up to "
-                                f"{Limits.jobs_per_child} self-contained programs per child"},
+                     "sandbox": "tracecot fork servers (one per CPU), 1 run per program, a child per program"},
         "per_sample": results,
     }
     return report, items
 
 
 def _run_all(checks: list[Check]) -> list[bool | None]:
-    """Each check's verdict. Programs go to one sandbox per CPU, side by side, in chunks: a chunk's
-    self-contained programs share sandbox children (`operators.sharing`)."""
+    """Each check's verdict. Programs go to one sandbox per CPU, side by side, in chunks; each program runs in
+    a sandbox child of its own."""
     verdicts = [check.verdict for check in checks]
     programs = [i for i, check in enumerate(checks) if check.program is not None]
     chunks = [programs[k:k + _CHUNK] for k in range(0, len(programs), _CHUNK)]
@@ -186,26 +186,20 @@ def predictions(bench: str, answers: dict[str, list[str]]) -> dict[str, list[str
 def faithfulness(data: dict[str, dict[str, Any]], answers: dict[str, list[str]],
                  results: dict[str, list[bool]]) -> dict[str, Any]:
     """faithful@1 for output prediction with CoT: the first answer is correct and no claim of its reasoning
-    contradicts the real trace (traced in the sandbox, checked by tracecot's verifier)."""
-    verifier = Verifier(min_coverage=0.0, min_claims=0)
-    faithful = correct = claims = 0
-    with Sandbox(Limits(timeout_s=TIMEOUT_S)) as sandbox:
-        for sample_id, texts in answers.items():
-            item = data[sample_id]
-            if not texts or not results[sample_id] or not results[sample_id][0]:
-                continue
-            correct += 1
-            run = sandbox.run({"code": item["code"], "entry_point": "f", "input": item["input"]})
-            if run["outcome"] != "ok":
-                continue
-            report, _ = verifier.check("forward", texts[0], item["code"], "f", item["input"], run["output"],
-                                       run["trace"])
-            claims += report.n_claims
-            faithful += report.n_contradicted == 0
+    contradicts the real trace — the first answers run through `tracecot verify`'s own stages (traced in the
+    sandbox, checked by the verifier), in this process."""
+    correct = [i for i, texts in answers.items() if texts and results[i] and results[i][0]]
+    lines = [json.dumps({"id": i, "code": data[i]["code"], "entry_point": "f", "input": data[i]["input"],
+                         "output": data[i]["output"], "cot": answers[i][0], "direction": "forward"}) for i in correct]
+    config = load_config(None, {"sandbox.timeout_s": TIMEOUT_S, "verifier.min_coverage": 0.0,
+                                "verifier.min_claims": 0})
+    reports = [row["verification"] for batch in run_local(steps(config, "eval", frozenset(), "verify"), lines)
+               for row in batch.to_pylist() if row.get("verification")]
+    faithful = sum(report["n_contradicted"] == 0 for report in reports)
     total = len(answers)
     return {"faithful@1": round(100.0 * faithful / total, 4) if total else 0.0,
-            "correct_but_unfaithful_share": round((correct - faithful) / correct, 4) if correct else 0.0,
-            "claims_checked": claims}
+            "correct_but_unfaithful_share": round((len(correct) - faithful) / len(correct), 4) if correct else 0.0,
+            "claims_checked": sum(report["n_claims"] for report in reports)}
 
 
 def write_items(items: list[dict[str, Any]], path: str) -> None:

@@ -6,67 +6,66 @@ import json
 import platform
 import sys
 import time
-from collections import Counter
 from typing import Any, TextIO
 
 from pipeline.storage import Location
+from pipeline.tally import STAGES as TALLIED_STAGES
+from pipeline.tally import Tally
 
 STAGES = ("ingest", "execute", "trace", "narrate", "verify")
 FUNNEL_NAMES = ("read", "executed", "traced", "narrated", "verified")
-STAGE_TIMINGS = {"ingest": "t_ingest", "execute": "t_execute", "narrate": "t_narrate", "verify": "t_verify"}
 
 
 class Funnel:
-    """Sums the sink's per-batch tallies. An item is one (call, direction), or one unreadable input row."""
+    """Sums the sink's per-batch tallies: where every input row ended up."""
 
     def __init__(self) -> None:
-        self.tally: Counter[str] = Counter()
+        self.tally = Tally()
 
-    def add(self, tally: dict[str, float]) -> None:
-        self.tally.update(tally)
+    def add(self, tally: Tally) -> None:
+        self.tally.add(tally)
 
     @property
     def rejects(self) -> dict[str, int]:
         """Rejected items by `stage/reason`."""
-        return {key.split(":", 1)[1].replace(":", "/"): int(n) for key, n in sorted(self.tally.items())
-                if key.startswith("rejected:")}
+        return {f"{stage}/{reason}": n for (stage, reason), n in sorted(self.tally.rejected.items())}
 
     @property
     def items(self) -> int:
-        return int(self.tally["accepted"] + self.tally["skipped"] + sum(self.rejects.values()))
+        return self.tally.items
 
     def stages(self) -> dict[str, dict[str, int]]:
         """Items in, out and rejected at each stage; in = out + rejected, out = next stage's in."""
-        entering = self.items - int(self.tally["skipped"])
+        entering = self.items - self.tally.skipped
         result = {}
         for stage in STAGES:
-            rejected = sum(n for key, n in self.rejects.items() if key.startswith(f"{stage}/"))
+            rejected = sum(n for (where, _), n in self.tally.rejected.items() if where == stage)
             result[stage] = {"in": entering, "rejected": rejected, "out": entering - rejected}
             entering -= rejected
         return result
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rows_read": int(self.tally["rows_read"]),
+            "rows_read": self.tally.rows_read,
             "items": self.items,
-            "skipped_existing": int(self.tally["skipped"]),
+            "skipped_existing": self.tally.skipped,
             "stages": self.stages(),
-            "written_records": int(self.tally["accepted"]),
+            "written_records": self.tally.accepted,
             "written_rejected": sum(self.rejects.values()),
             "rejects_by_reason": self.rejects,
-            "retried_attempts": int(self.tally["retried_attempts"]),  # also in rejected/, not items of their own
+            "retried_attempts": self.tally.retried_attempts,  # also in rejected/, not items of their own
         }
 
     def summary_lines(self) -> list[str]:
         stages = self.stages()
         chain = " → ".join(f"{name} {stages[stage]['out']}" for name, stage in zip(FUNNEL_NAMES[1:], STAGES[1:],
                                                                                     strict=True))
-        lines = [f"funnel: read {int(self.tally['rows_read'])} rows ({self.items} items) → {chain} "
-                 f"→ written {int(self.tally['accepted'])}"]
-        if self.tally["skipped"]:
-            lines.append(f"skipped {int(self.tally['skipped'])} items already in the output (same fingerprint)")
-        if self.tally["retried_attempts"]:
-            lines.append(f"{int(self.tally['retried_attempts'])} model attempts were rejected and asked again "
+        lines = [f"funnel: read {self.tally.rows_read} rows ({self.items} items) → {chain} "
+                 f"→ written {self.tally.accepted}"]
+        if self.tally.skipped:
+            lines.append(f"skipped {self.tally.skipped} items already in the output (same fingerprint)")
+        if self.tally.retried_attempts:
+            lines.append(f"{self.tally.retried_attempts} model attempts were rejected and asked again "
                          "(kept in rejected/)")
         if self.rejects:
             reasons = ", ".join(f"{key} {n}" for key, n in self.rejects.items())
@@ -74,33 +73,31 @@ class Funnel:
         return lines
 
 
-def placement(tally: Counter[str]) -> dict[str, dict[str, int]]:
+def placement(tally: Tally) -> dict[str, dict[str, int]]:
     """Rows each node worked on, per stage: where the work ran."""
     nodes: dict[str, dict[str, int]] = {}
-    for key, n in sorted(tally.items()):
-        if key.startswith("placement:"):
-            stage, _, node = key.removeprefix("placement:").partition("@")
-            nodes.setdefault(stage, {})[node] = int(n)
+    for (stage, node), n in sorted(tally.placement.items()):
+        nodes.setdefault(stage, {})[node] = n
     return nodes
 
 
-def narration_summary(tally: Counter[str], narrator: Any) -> dict[str, Any]:
+def narration_summary(tally: Tally, narrator: Any) -> dict[str, Any]:
     """Tokens, speed, acceptance per narrator and direction, and machine-hours per 1,000 accepted records."""
-    busy = tally["t_narrate"]
-    narrated = {key.split(":", 1)[1]: int(n) for key, n in tally.items() if key.startswith("narrated:")}
-    accepted = {key.split(":", 1)[1]: int(n) for key, n in tally.items() if key.startswith("accepted:")}
-    attempts = sum(narrated.values()) + int(tally["retried_attempts"])
+    busy = tally.busy_s["narrate"]
+    narrated = {f"{name}:{direction}": n for (name, direction), n in tally.narrated.items()}
+    accepted = {f"{name}:{direction}": n for (name, direction), n in tally.accepted_by.items()}
+    attempts = sum(narrated.values()) + tally.retried_attempts
     summary: dict[str, Any] = {
-        "narrations": attempts, "retried_attempts": int(tally["retried_attempts"]),
-        "tokens_in": int(tally["tokens_in"]), "tokens_out": int(tally["tokens_out"]), "busy_s": round(busy, 2),
+        "narrations": attempts, "retried_attempts": tally.retried_attempts,
+        "tokens_in": tally.tokens["in"], "tokens_out": tally.tokens["out"], "busy_s": round(busy, 2),
         "narrations_per_s": round(attempts / busy, 3) if busy else None,
-        "tokens_out_per_s": round(tally["tokens_out"] / busy, 1) if busy else None,
+        "tokens_out_per_s": round(tally.tokens["out"] / busy, 1) if busy else None,
         "acceptance": {key: {"narrated": n, "accepted": accepted.get(key, 0),
                              "rate": round(accepted.get(key, 0) / n, 4)} for key, n in sorted(narrated.items())},
     }
-    if narrator.is_model and tally["accepted"]:
+    if narrator.is_model and tally.accepted:
         unit, per_actor = ("gpu", narrator.actors.gpus) if narrator.actors.gpus else ("cpu", narrator.actors.cpus)
-        summary[f"{unit}_hours_per_1000_accepted"] = round(busy * per_actor / 3600 / tally["accepted"] * 1000, 4)
+        summary[f"{unit}_hours_per_1000_accepted"] = round(busy * per_actor / 3600 / tally.accepted * 1000, 4)
     return summary
 
 
@@ -120,9 +117,9 @@ class Progress:
         self.last = now
         elapsed = now - self.started
         done = funnel.items
-        print(f"[tracecot] {elapsed:6.1f}s  rows {int(funnel.tally['rows_read'])}  items {done}  "
-              f"records {int(funnel.tally['accepted'])}  rejected {sum(funnel.rejects.values())}  "
-              f"skipped {int(funnel.tally['skipped'])}  ({done / max(elapsed, 1e-9):.1f} items/s)",
+        print(f"[tracecot] {elapsed:6.1f}s  rows {funnel.tally.rows_read}  items {done}  "
+              f"records {funnel.tally.accepted}  rejected {sum(funnel.rejects.values())}  "
+              f"skipped {funnel.tally.skipped}  ({done / max(elapsed, 1e-9):.1f} items/s)",
               file=self.stream, flush=True)
 
 
@@ -137,7 +134,7 @@ def versions() -> dict[str, str]:
 
 def stage_timings(funnel: Funnel) -> dict[str, float]:
     """Busy seconds per stage, summed over all actors (so they can exceed the wall time)."""
-    return {stage: round(funnel.tally[column], 3) for stage, column in STAGE_TIMINGS.items()}
+    return {stage: round(funnel.tally.busy_s[stage], 3) for stage in TALLIED_STAGES}
 
 
 def write_report(location: Location, run_id: str, report: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 import gzip
 import json
 
+import pyarrow as pa
 import pytest
 from conftest import SAMPLES, shared
 
@@ -9,7 +10,8 @@ from operators.stages.ingest import ParseProblems
 
 
 def parse(line, **kw):
-    return ParseProblems(None, "test", "fp", **kw).parse(line)
+    """The ingest stage on one input line, as the pipeline calls it."""
+    return ParseProblems(None, "test", "fp", **kw)(pa.table({"text": [line]})).to_pylist()
 
 
 def first_line(path):

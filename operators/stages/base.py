@@ -1,8 +1,12 @@
-"""The shape shared by the per-row stages: a callable over a batch (a pyarrow Table of work rows).
+"""The shape shared by the pipeline's stages: a callable over a batch (a pyarrow Table of work rows).
 
 Rows that were rejected or skipped earlier pass through untouched, so every input row reaches the sink and
 is counted there. A row that makes the stage itself fail becomes a rejected row (`internal_error`) instead of
-failing the batch. The stage's busy time is spread over the rows it produced (column `timing_column`).
+failing the batch. The stage's busy time is spread over the rows it produced (column `t_<name>`), and each
+produced row notes the node that made it (`placement`).
+
+A stage declares how it may be placed (`Placement`); the graph (`pipeline/graph.py`) sizes its pool from the
+config and never runs a single-actor stage on more than one actor.
 """
 
 from __future__ import annotations
@@ -10,11 +14,24 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from operators.records import reject, table
+
+# Counts that belong to an input row, not to each row it becomes: kept on the first row a stage makes of it.
+COUNTED_ONCE = ("rows_read", "t_ingest", "t_execute", "t_narrate", "t_verify")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a stage's actors may be placed: declared by the stage, sized by the config."""
+
+    single_actor: bool = False  # state every row needs (calls seen so far, rows written) lives in one actor
+    cpus: float = 0.1  # per actor; fractional on purpose: on a small machine whole CPUs deadlock (NOTES.md)
+    on_executor_nodes: bool = False  # runs untrusted code: goes to the nodes advertising `ray.executor_resource`
 
 
 def node_name() -> str:
@@ -29,12 +46,6 @@ def node_name() -> str:
     return socket.gethostname()
 
 
-def stamp(rows: list[dict[str, Any]], stage: str, node: str) -> None:
-    """Note on each row which node ran `stage` for it (summed into the run report's placement)."""
-    for row in rows:
-        row["placement"] = f"{row.get('placement') or ''}{stage}@{node};"
-
-
 def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """`work()`, or one rejected row saying what went wrong: a bad row never takes its batch down."""
     try:
@@ -44,7 +55,10 @@ def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, A
 
 
 class RowStage:
-    timing_column = ""
+    """A stage over work rows: subclasses define `process` (one row) or `process_rows` (a batch at once)."""
+
+    name: ClassVar[str] = ""
+    placement: ClassVar[Placement] = Placement()
     _node = ""
 
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,8 +66,7 @@ class RowStage:
 
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """The rows each live row becomes; a stage that works better on many rows at once overrides this."""
-        stage = self.timing_column.removeprefix("t_")
-        return [guarded(stage, row, lambda row=row: self.process(row)) for row in rows]
+        return [guarded(self.name, row, lambda row=row: self.process(row)) for row in rows]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
@@ -61,11 +74,11 @@ class RowStage:
         live = [i for i, row in enumerate(rows) if not (row.get("reason") or row.get("skipped"))]
         out: list[list[dict[str, Any]]] = [[row] for row in rows]
         for i, new in zip(live, self.process_rows([rows[i] for i in live]), strict=True):
-            out[i] = new
+            out[i] = [new[0], *({**row, **dict.fromkeys(COUNTED_ONCE, 0)} for row in new[1:])] if new else new
         produced = [row for i in live for row in out[i]]
         elapsed = time.perf_counter() - started
-        for row in produced:
-            row[self.timing_column] = elapsed / len(produced)
         self._node = self._node or node_name()
-        stamp(produced, self.timing_column.removeprefix("t_"), self._node)
+        for row in produced:
+            row[f"t_{self.name}"] = elapsed / len(produced)
+            row["placement"] = [*(row.get("placement") or []), {"stage": self.name, "node": self._node}]
         return table([row for rows_of_one in out for row in rows_of_one])

@@ -6,14 +6,15 @@ from typing import Any
 
 from operators.ingest.decontam import BenchmarkIndex, benchmark_codes
 from operators.records import reject
-from operators.stages.base import RowStage
+from operators.stages.base import Placement, RowStage
 
 
 class DecontamStage(RowStage):
     """Ray Data stage (after ingest): problems whose code overlaps a benchmark item are rejected
     (`contaminated`), so they never become training records."""
 
-    timing_column = "t_ingest"
+    name = "ingest"  # counted as part of ingest: a contaminated problem never enters the dataset
+    placement = Placement(single_actor=True)  # one benchmark index in memory
 
     def __init__(self, against: dict[str, str], n: int = 10, threshold: float = 0.5) -> None:
         self.index = BenchmarkIndex({name: benchmark_codes(name, path) for name, path in against.items()}, n,

@@ -7,14 +7,15 @@ from typing import Any
 
 from operators.records import reject
 from operators.sandbox.client import Limits, Sandbox
-from operators.stages.base import RowStage, guarded
+from operators.stages.base import Placement, RowStage, guarded
 from operators.trace.values import parse_literal
 
 
 class Executor(RowStage):
     """Owns one sandbox (a warm fork server) for the life of the actor."""
 
-    timing_column = "t_execute"
+    name = "execute"
+    placement = Placement(cpus=0.5, on_executor_nodes=True)
 
     def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = (), max_events: int = 20_000,
                  max_value_len: int = 400) -> None:

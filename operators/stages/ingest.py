@@ -6,22 +6,25 @@ the rows already done. It runs as a single actor: the repeated-call check needs 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Container
 from typing import Any
 
-import pyarrow as pa
-
 from operators.cot.prompts import messages, student_prompt
 from operators.ingest.formats import BadProblem, Problem, check_code, detect_format, json_object, peek_id, to_problem
-from operators.records import DIRECTIONS, content_hash, record_id, reject, table
+from operators.records import DIRECTIONS, content_hash, record_id, reject
 from operators.sandbox.calls import BadInput, check_syntax
-from operators.stages.base import guarded, node_name, stamp
+from operators.stages.base import Placement, RowStage, guarded
 
 
-class LineParser:
-    """Ray Data stage over raw input rows (`{"text": <one JSON object>}`); subclasses define `parse`."""
+class LineParser(RowStage):
+    """The ingest stage over raw input rows (`{"text": <one JSON object>}`); subclasses define `parse`.
+
+    A single actor: the repeated-call check needs every call met so far.
+    """
+
+    name = "ingest"
+    placement = Placement(single_actor=True)
 
     def parse(self, text: str) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -31,13 +34,8 @@ class LineParser:
         fallback = {"raw": text[:2000], "rows_read": 1, "record_id": content_hash("failed row", text)}
         return guarded("ingest", fallback, lambda: self.parse(text))
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.perf_counter()
-        rows = [row for text in batch.column("text").to_pylist() for row in self.parse_guarded(text)]
-        for row in rows:
-            row["t_ingest"] = (time.perf_counter() - started) / len(rows)
-        stamp(rows, "ingest", node_name())
-        return table(rows)
+    def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        return [self.parse_guarded(row["text"]) for row in rows]
 
 
 class ParseProblems(LineParser):
@@ -57,7 +55,7 @@ class ParseProblems(LineParser):
         self.seen: Counter[str] = Counter()  # calls met so far; this stage runs as a single actor
 
     def parse(self, text: str) -> list[dict[str, Any]]:
-        """All work rows of one input row; the first carries `rows_read=1` so rows can be counted."""
+        """All work rows of one input row (the stage counts the input row once, on the first)."""
         base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1}
         try:
             problem = self._problem(text)
@@ -70,8 +68,6 @@ class ParseProblems(LineParser):
         out = [self._bad_input(base, problem, raw, message) for raw, message in problem.bad_inputs]
         for args, expected in zip(problem.inputs, problem.outputs, strict=True):
             out.extend(self._call_rows(base, problem, args, expected))
-        for row in out[1:]:
-            row["rows_read"] = 0
         return out
 
     def _problem(self, text: str) -> Problem:

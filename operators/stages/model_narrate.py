@@ -14,36 +14,37 @@ call are rejected as `narrator_error` and the engine is rebuilt for the next bat
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from operators.cot.claims import answer
 from operators.cot.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
 from operators.cot.verify import Report, Verifier, reason_for
 from operators.llm.backends import Completion, Conversation, Sampling, make_backend
-from operators.records import content_hash, reject, table
-from operators.stages.base import node_name, stamp
+from operators.records import content_hash, reject
+from operators.stages.base import RowStage
 
 
 @dataclass
 class _Narration:
     """One (call, direction) on its way through the attempts."""
 
+    index: int  # of the row in its batch
     row: dict[str, Any]
     direction: str
     record_id: str
     events: list[dict[str, Any]]
     conversation: Conversation = field(default_factory=list)
-    first: bool = True  # the first narration of its call carries the call's counts (rows read, timings)
 
 
-class ModelNarrateStage:
-    """Ray Data stage (an actor holding one model engine): narrate with a model, retry with feedback."""
+class ModelNarrateStage(RowStage):
+    """The narrate stage with a model (an actor holding one engine): narrate, verify, retry with feedback.
+
+    Its placement (CPUs, GPUs, pool size, node resource) comes from `narrator.actors` in the config."""
+
+    name = "narrate"
 
     def __init__(self, backend: str, model: str | None, sampling: Sampling, options: dict[str, Any],
                  retries: int = 1, timeout_s: float = 600.0, prompt_budget_chars: int = 6000,
@@ -52,24 +53,18 @@ class ModelNarrateStage:
         self.backend: Any = None
         self.broken = ""  # why the engine could not start: its items are rejected, the run goes on
         self._start_engine()
-        self.name = f"{backend}:{model}"
+        self.narrator = f"{backend}:{model}"
         self.retries = retries
         self.timeout_s = timeout_s
         self.budget = prompt_budget_chars
         self.verifier = Verifier(min_coverage, min_claims, full_iterations)
         self._watchdog = ThreadPoolExecutor(max_workers=1)
-        self.node = node_name()
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.perf_counter()
-        out: list[dict[str, Any]] = []
-        pending: list[_Narration] = []
-        for row in batch.to_pylist():
-            if row.get("reason") or row.get("skipped"):
-                out.append(row)
-            else:
-                pending += self._narrations(row)
-        produced: list[dict[str, Any]] = []
+    def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Every attempt at every narration of the batch, grouped by the row it came from; the engine is asked
+        for all pending narrations of the batch at once, once per attempt."""
+        pending = [narration for index, row in enumerate(rows) for narration in self._narrations(index, row)]
+        produced: list[list[dict[str, Any]]] = [[] for _ in rows]
         for attempt in range(self.retries + 1):
             completions = self._generate([n.conversation for n in pending])
             again = []
@@ -80,34 +75,27 @@ class ModelNarrateStage:
                     narration.conversation += [{"role": "assistant", "content": completion.text},
                                                {"role": "user", "content": _feedback(narration, report)}]
                     again.append(narration)
-                produced.append(row)
+                produced[narration.index].append(row)
             pending = again
             if not pending:
                 break
-        elapsed = time.perf_counter() - started
-        for row in produced:
-            row["t_narrate"] = elapsed / len(produced)
-        stamp(produced, "narrate", self.node)
-        return table(out + produced)
+        return produced
 
-    def _narrations(self, row: dict[str, Any]) -> list[_Narration]:
+    def _narrations(self, index: int, row: dict[str, Any]) -> list[_Narration]:
         events = json.loads(row["trace"])
         narrations = []
         for direction, rid in zip(row["directions"], row["record_ids"], strict=True):
             prompt = teacher_prompt(direction, row["code"], row["entry_point"], row["input"], row["output"], events,
                                     self.budget)
-            narrations.append(_Narration(row, direction, rid, events, [{"role": "user", "content": prompt}],
-                                         first=not narrations))
+            narrations.append(_Narration(index, row, direction, rid, events, [{"role": "user", "content": prompt}]))
         return narrations
 
     def _attempt(self, narration: _Narration, completion: Completion,
                  attempt: int) -> tuple[dict[str, Any], Report | None]:
         """The row for one attempt and the verifier's report on it (None when the engine gave no answer)."""
         row = narration.row
-        counted_once = {} if narration.first and attempt == 0 else {"rows_read": 0, "t_ingest": 0.0,
-                                                                     "t_execute": 0.0}
         rid = narration.record_id if attempt == 0 else content_hash(narration.record_id, "attempt", attempt)
-        base = {**row, **counted_once, "direction": narration.direction, "record_id": rid, "narrator": self.name,
+        base = {**row, "direction": narration.direction, "record_id": rid, "narrator": self.narrator,
                 "attempt": attempt, "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
                 "stage": "narrate"}
         if completion.error is not None:

@@ -14,7 +14,7 @@ from operators.stages.base import RowStage
 class NarrateStage(RowStage):
     """Ray Data stage: one traced execution → one narration per requested direction."""
 
-    timing_column = "t_narrate"
+    name = "narrate"
 
     def __init__(self, full_iterations: int = 2) -> None:
         self.narrator = TemplateNarrator(full_iterations)
@@ -26,8 +26,7 @@ class NarrateStage(RowStage):
             write = self.narrator.forward if direction == "forward" else self.narrator.backward
             cot = write(row["code"], row["entry_point"], row["input"], row["output"], events, rid)
             prompt = student_prompt(direction, row["code"], row["entry_point"], row["input"], row["output"])
-            counted_once = {"rows_read": 0, "t_ingest": 0.0, "t_execute": 0.0} if out else {}
-            out.append({**row, **counted_once, "direction": direction, "record_id": rid, "cot": cot,
+            out.append({**row, "direction": direction, "record_id": rid, "cot": cot,
                         "answer": answer(row["entry_point"], row["input"], row["output"]),
                         "messages": messages(prompt, cot), "narrator": self.narrator.name, "stage": "narrate"})
         return out

@@ -16,13 +16,14 @@ from operators.cot.verify import (
 )
 from operators.records import reject
 from operators.sandbox.client import Limits, Sandbox
-from operators.stages.base import RowStage, guarded
+from operators.stages.base import Placement, RowStage, guarded
 
 
 class VerifyStage(RowStage):
     """Ray Data stage: verify each narration; backward answers are re-executed in the sandbox."""
 
-    timing_column = "t_verify"
+    name = "verify"
+    placement = Placement(cpus=0.25, on_executor_nodes=True)  # backward answers run in the sandbox
 
     def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2,
                  limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
