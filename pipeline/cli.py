@@ -7,7 +7,6 @@ import hashlib
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, NoReturn
 
 from operators.eval.scoring import BENCHES
@@ -18,7 +17,7 @@ from pipeline import config as cfg
 from pipeline import jobs
 from pipeline.jobs import ClusterUnreachable
 from pipeline.sources import InputError
-from pipeline.storage import StorageError
+from pipeline.storage import StorageError, locate
 
 EXIT_USAGE = 2
 
@@ -193,7 +192,7 @@ def _eval(args: argparse.Namespace) -> int:
         evaluate.write_items(items, args.items)
     text = json.dumps({k: v for k, v in report.items() if k != "per_sample"}, indent=2)
     if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2))
+        locate(args.report).write_bytes(json.dumps(report, indent=2).encode())
     print(text)
     return 0
 
@@ -233,7 +232,7 @@ def _prompt_template(path: str) -> str:
     from operators.eval.prompts import check_template
 
     try:
-        template = Path(path).read_text()
+        template = locate(path).read_bytes().decode()
         check_template(template)
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read the prompt template {path}: {getattr(err, 'strerror', None) or err}") from err
@@ -252,7 +251,7 @@ def _decontam(args: argparse.Namespace) -> int:
 
 def _trace(args: argparse.Namespace) -> int:
     try:
-        code = Path(args.file).read_text()
+        code = locate(args.file).read_bytes().decode()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read {args.file}: {getattr(err, 'strerror', None) or err}") from err
     raw: Any = args.input

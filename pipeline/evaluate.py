@@ -3,17 +3,14 @@ a model backend — with every program run in the sandbox, and (for CoT output p
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from operators.eval.prompts import (
     benchmark_prompt,
@@ -36,6 +33,7 @@ from operators.sandbox.client import Limits, Sandbox
 from pipeline.config import load as load_config
 from pipeline.sources import InputError
 from pipeline.stages import run_local, steps
+from pipeline.storage import locate
 
 _FIELDS = {"cruxeval-o": ("id", "code", "input", "output"), "cruxeval-i": ("id", "code", "input", "output"),
            "lcb-exec": ("id", "code", "input", "output"), "humaneval": ("task_id", "prompt", "test", "entry_point")}
@@ -45,9 +43,11 @@ _CHUNK = 64  # programs per request to a sandbox
 def load_generations(path: str) -> dict[str, list[str]]:
     """CRUXEval's generation files: a JSON object mapping sample id to a list of generation strings."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(locate(path).read_bytes())
     except OSError as err:
-        raise InputError(f"cannot read generations {path}: {err.strerror}") from err
+        raise InputError(f"cannot read generations {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"generations {path} are not UTF-8 text: {err.reason}") from err
     except json.JSONDecodeError as err:
         raise InputError(f"generations {path} are not JSON: {err.msg} (line {err.lineno})") from err
     if not isinstance(data, dict) or not all(
@@ -59,15 +59,14 @@ def load_generations(path: str) -> dict[str, list[str]]:
 def load_benchmark(bench: str, path: str) -> dict[str, dict[str, Any]]:
     """The benchmark's items by id, from JSON lines (`.gz` too) or Parquet (LiveCodeBench's own file)."""
     try:
+        location = locate(path)
         if path.endswith(".parquet"):
-            rows = pq.read_table(path).to_pylist()
+            rows = location.read_parquet().to_pylist()
         else:
-            opener = gzip.open if path.endswith(".gz") else open
-            with opener(path, "rt") as stream:
-                rows = [json.loads(line) for line in stream if line.strip()]
+            rows = [json.loads(line) for line in location.read_bytes().splitlines() if line.strip()]
     except OSError as err:
         raise InputError(f"cannot read benchmark data {path}: {getattr(err, 'strerror', None) or err}") from err
-    except (json.JSONDecodeError, pa.ArrowInvalid) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, pa.ArrowInvalid) as err:
         raise InputError(f"benchmark data {path} is not JSON lines or Parquet: {err}") from err
     fields = _FIELDS[bench]
     if bench == "lcb-exec":
@@ -203,4 +202,4 @@ def faithfulness(data: dict[str, dict[str, Any]], answers: dict[str, list[str]],
 
 
 def write_items(items: list[dict[str, Any]], path: str) -> None:
-    pq.write_table(pa.Table.from_pylist(items), path)
+    locate(path).write_parquet(pa.Table.from_pylist(items))

@@ -138,5 +138,4 @@ def stage_timings(funnel: Funnel) -> dict[str, float]:
 
 
 def write_report(location: Location, run_id: str, report: dict[str, Any]) -> None:
-    with location.fs.open_output_stream(location.join("runs", f"{run_id}.json")) as stream:
-        stream.write(json.dumps(report, indent=2).encode())
+    location.write_bytes(json.dumps(report, indent=2).encode(), "runs", f"{run_id}.json")

@@ -17,7 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.ingest.decontam import parse_against
 from operators.llm.backends import Sampling, Secret
 from operators.sandbox.client import Limits
 from operators.stages.decontam import DecontamStage
@@ -27,6 +26,7 @@ from operators.stages.model_narrate import ModelNarrateStage
 from operators.stages.narrate import NarrateStage
 from operators.stages.verify import VerifyStage
 from pipeline.config import RunConfig
+from pipeline.decontaminate import read_benchmarks
 from pipeline.sinks import ParquetSink
 
 LINES_PER_BATCH = 64
@@ -66,7 +66,7 @@ def steps(config: RunConfig, source: str, done: Container[str], mode: str = "nar
     sandbox = {"limits": limits(config), "require": tuple(config.sandbox.require)}
     out = [ingest_step(config, source, done, mode)]
     if config.decontam.against:
-        out.append(Step(DecontamStage, {"against": parse_against(config.decontam.against),
+        out.append(Step(DecontamStage, {"benchmarks": read_benchmarks(config.decontam.against),
                                         "n": config.decontam.ngram, "threshold": config.decontam.threshold},
                         LINES_PER_BATCH))
     out.append(Step(Executor, {**sandbox, "max_events": config.tracer.max_events,

@@ -11,7 +11,6 @@ Only static analysis: nothing is executed.
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import os
 import re
@@ -82,15 +81,13 @@ class BenchmarkIndex:
         return Match(*owner, "ngram", overlap) if overlap >= self.threshold else None
 
 
-def benchmark_codes(name: str, path: str) -> dict[str, str]:
-    """Item id → code of a benchmark file: CRUXEval / generic (`code`), MBPP (`code`), HumanEval (prompt +
-    canonical solution); JSON lines, optionally gzipped."""
-    opener = gzip.open if path.endswith(".gz") else open
+def benchmark_codes(name: str, text: bytes) -> dict[str, str]:
+    """Item id → code of a benchmark file's JSON lines: CRUXEval / generic (`code`), MBPP (`code`), HumanEval
+    (prompt + canonical solution)."""
     try:
-        with opener(path, "rt") as stream:
-            rows = [json.loads(line) for line in stream if line.strip()]
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read benchmark {name} from {path}: {err}") from err
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as err:
+        raise ValueError(f"benchmark {name} is not JSON lines: {err}") from err
     codes = {}
     for number, row in enumerate(rows):
         item = str(row.get("id", row.get("task_id", number)))
@@ -98,7 +95,7 @@ def benchmark_codes(name: str, path: str) -> dict[str, str]:
         if code:
             codes[item] = code
     if not codes:
-        raise ValueError(f"benchmark {name} at {path} has no code fields")
+        raise ValueError(f"benchmark {name} has no code fields")
     return codes
 
 

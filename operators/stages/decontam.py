@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.ingest.decontam import BenchmarkIndex, benchmark_codes
+from operators.ingest.decontam import BenchmarkIndex
 from operators.records import reject
 from operators.stages.base import Placement, RowStage
 
@@ -16,9 +16,9 @@ class DecontamStage(RowStage):
     name = "ingest"  # counted as part of ingest: a contaminated problem never enters the dataset
     placement = Placement(single_actor=True)  # one benchmark index in memory
 
-    def __init__(self, against: dict[str, str], n: int = 10, threshold: float = 0.5) -> None:
-        self.index = BenchmarkIndex({name: benchmark_codes(name, path) for name, path in against.items()}, n,
-                                    threshold)
+    def __init__(self, benchmarks: dict[str, dict[str, str]], n: int = 10, threshold: float = 0.5) -> None:
+        """`benchmarks`: name → item id → code (read by the driver, so no node needs the files)."""
+        self.index = BenchmarkIndex(benchmarks, n, threshold)
 
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         match = self.index.match(row["code"])
