@@ -20,6 +20,7 @@ from operators.cot.mutations import ALL_KINDS, mutate
 from operators.cot.narrate import TemplateNarrator
 from operators.cot.verify import Verifier, check_backward_answer
 from operators.sandbox.client import Sandbox
+from operators.trace.events import TracedCall
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cruxeval" / "cruxeval.jsonl"
 
@@ -45,9 +46,9 @@ def main() -> None:
             for direction in ("forward", "backward"):
                 started = time.perf_counter()
                 write = narrator.forward if direction == "forward" else narrator.backward
-                cot = write(row["code"], "f", row["input"], result["output"], result["trace"], row["id"])
-                report, parsed = verifier.check(direction, cot, row["code"], "f", row["input"], result["output"],
-                                                result["trace"])
+                call = TracedCall(row["code"], "f", row["input"], result["output"], result["trace"])
+                cot = write(call, row["id"])
+                report, parsed = verifier.check(direction, cot, call)
                 narrate_verify_s += time.perf_counter() - started
                 if direction == "backward" and parsed is not None:
                     rerun = sandbox.run({"code": row["code"], "entry_point": "f", "input": parsed.input_text,
@@ -63,8 +64,7 @@ def main() -> None:
                     if mutant is None or mutant == cot:
                         continue
                     planted[kind] += 1
-                    verdict, _ = verifier.check("forward", mutant, row["code"], "f", row["input"], result["output"],
-                                                result["trace"])
+                    verdict, _ = verifier.check("forward", mutant, call)
                     caught[kind] += not verdict.passed
                     if verdict.passed:
                         escaped.setdefault(kind, row["id"])

@@ -7,6 +7,7 @@ from test_trace_model import LOOP, trace
 
 from operators.cot.claims import answer, extract, quote
 from operators.cot.verify import Verifier
+from operators.trace.events import TracedCall
 
 
 def test_each_claim_form_is_found_once_in_text_order():
@@ -40,7 +41,7 @@ FORWARD = ("Line 2 runs: `total` becomes `0`. Iteration 1 of the loop on line 3:
 
 def check(cot: str, direction: str = "forward", output: str = "5"):
     _, tracer = trace(LOOP, "f", [1, 2, 3])
-    report, _ = Verifier().check(direction, cot, LOOP, "f", "[1, 2, 3]", output, tracer.events)
+    report, _ = Verifier().check(direction, cot, TracedCall(LOOP, "f", "[1, 2, 3]", output, tracer.events))
     return report
 
 

@@ -8,6 +8,7 @@ from conftest import SAMPLES
 from operators.cot.mutations import ALL_KINDS, mutate
 from operators.cot.narrate import TemplateNarrator
 from operators.cot.verify import Verifier, check_backward_answer, parse_answer
+from operators.trace.events import TracedCall
 
 PROBLEMS = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
 NARRATOR = TemplateNarrator()
@@ -22,14 +23,17 @@ def traced(sandbox, problem, index=0):
     return args, result
 
 
+def call_of(problem, args, result):
+    return TracedCall(problem["code"], problem["entry_point"], args, result["output"], result["trace"])
+
+
 def narrate(direction, problem, args, result):
     write = NARRATOR.forward if direction == "forward" else NARRATOR.backward
-    return write(problem["code"], problem["entry_point"], args, result["output"], result["trace"], problem["id"])
+    return write(call_of(problem, args, result), problem["id"])
 
 
 def verify(direction, cot, problem, args, result):
-    report, _ = VERIFIER.check(direction, cot, problem["code"], problem["entry_point"], args, result["output"],
-                               result["trace"])
+    report, _ = VERIFIER.check(direction, cot, call_of(problem, args, result))
     return report
 
 

@@ -5,6 +5,7 @@ from conftest import SAMPLES
 from operators.cot.narrate import TemplateNarrator
 from operators.cot.prompts import parse_completion, render_trace, student_prompt, teacher_prompt
 from operators.cot.verify import Verifier
+from operators.trace.events import TracedCall
 
 PROBLEMS = {p["id"]: p for p in map(json.loads, SAMPLES.read_text().splitlines())}
 
@@ -27,8 +28,8 @@ def test_trace_rendering_fits_the_budget(sandbox):
 
 def test_teacher_prompt_names_the_claim_forms(sandbox):
     problem, args, result = traced(sandbox, "sample/bubble_sort")
-    prompt = teacher_prompt("forward", problem["code"], problem["entry_point"], args, result["output"],
-                            result["trace"])
+    prompt = teacher_prompt("forward", TracedCall(problem["code"], problem["entry_point"], args, result["output"],
+                                                  result["trace"]))
     assert "  1 | def bubble_sort" in prompt and "becomes" in prompt and "[ANSWER]assert" in prompt
     assert result["output"] in prompt
     assert "Output:" in student_prompt("backward", problem["code"], problem["entry_point"], args, result["output"])
@@ -36,11 +37,10 @@ def test_teacher_prompt_names_the_claim_forms(sandbox):
 
 def test_completions_are_parsed_and_verified(sandbox):
     problem, args, result = traced(sandbox, "sample/gcd")
-    cot = TemplateNarrator().forward(problem["code"], problem["entry_point"], args, result["output"],
-                                     result["trace"], "k")
+    call = TracedCall(problem["code"], problem["entry_point"], args, result["output"], result["trace"])
+    cot = TemplateNarrator().forward(call, "k")
     parsed = parse_completion("  " + cot + "\nSome trailing chatter.")
     assert parsed == cot
-    report, _ = Verifier().check("forward", parsed, problem["code"], problem["entry_point"], args,
-                                 result["output"], result["trace"])
+    report, _ = Verifier().check("forward", parsed, call)
     assert report.passed
     assert parse_completion("no answer here") is None

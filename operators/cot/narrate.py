@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any
 
 from operators.cot.claims import answer, quote
+from operators.trace.events import Event, TracedCall
 from operators.trace.structure import LoopInstance, TraceView
 
 NARRATOR_VERSION = "1"
@@ -65,23 +65,24 @@ class TemplateNarrator:
     def __init__(self, full_iterations: int = 2) -> None:
         self.full = full_iterations
 
-    def forward(self, code: str, entry_point: str, input_text: str, output_text: str,
-                events: list[dict[str, Any]], key: str) -> str:
-        view = TraceView(events, code)
+    def forward(self, call: TracedCall, key: str) -> str:
+        """Input → output reasoning; `key` (the record id) seeds the choice of phrasings."""
+        view = TraceView(call.events, call.code)
         story = _Story(key)
         story.say("Let's execute the code step by step.", "We trace the call step by step.",
                   "Let's run the function by hand.")
         index = 0
-        while index < len(events):
+        while index < len(call.events):
             index = self._forward_event(story, view, index)
-        story.say(f"So the output is {quote(output_text)}.", f"The result is therefore {quote(output_text)}.")
-        return story.text() + "\n\n" + answer(entry_point, input_text, output_text)
+        story.say(f"So the output is {quote(call.output)}.", f"The result is therefore {quote(call.output)}.")
+        return story.text() + "\n\n" + answer(call.entry_point, call.input, call.output)
 
-    def backward(self, code: str, entry_point: str, input_text: str, output_text: str,
-                 events: list[dict[str, Any]], key: str) -> str:
-        view = TraceView(events, code)
+    def backward(self, call: TracedCall, key: str) -> str:
+        """Output → input reasoning, from the return statement back to the arguments."""
+        view = TraceView(call.events, call.code)
         story = _Story(key)
-        top = events[0]["frame"]
+        entry_point, input_text, output_text = call.entry_point, call.input, call.output
+        top = call.events[0]["frame"]
         story.say(f"We need an input that makes `{entry_point}` produce {quote(output_text)}. "
                   "Let's work back from the return statement.",
                   f"We look for arguments that lead `{entry_point}` to the output {quote(output_text)}, "
@@ -117,7 +118,7 @@ class TemplateNarrator:
             story.say(f"Line {event['line']} raises `{event['exc_type']}` ({event.get('message', '')!r}).")
         return index + 1
 
-    def _call(self, story: _Story, event: dict[str, Any]) -> None:
+    def _call(self, story: _Story, event: Event) -> None:
         params = story.changes(event.get("changes", {}), equals=True)
         func = event["func"]
         if event["depth"] == 0:
@@ -172,7 +173,7 @@ class TemplateNarrator:
         if kind and "value" in returned and not returned["value"].endswith("…"):
             story.say(f"The {kind} comprehension on line {event['line']} builds {quote(returned['value'])}.")
 
-    def _return(self, story: _Story, event: dict[str, Any]) -> None:
+    def _return(self, story: _Story, event: Event) -> None:
         func = event["func"]
         if "raised" in event:
             story.say(f"`{func}` stops there because of the `{event['raised']}`.")
@@ -272,7 +273,7 @@ def _state_after_skip(view: TraceView, loop: LoopInstance, start: int, end: int,
             if (v := view.state_before(at, n)) is not None and not v.endswith("…")]
 
 
-def _changed_names(events: list[dict[str, Any]], frame: int) -> list[str]:
+def _changed_names(events: list[Event], frame: int) -> list[str]:
     names: dict[str, None] = {}
     for event in events:
         if event["frame"] == frame:
@@ -280,7 +281,7 @@ def _changed_names(events: list[dict[str, Any]], frame: int) -> list[str]:
     return list(names)
 
 
-def _frame_end(events: list[dict[str, Any]], index: int) -> int:
+def _frame_end(events: list[Event], index: int) -> int:
     """Index of the return event that closes the frame opened at `index` (or the last event)."""
     frame = events[index]["frame"]
     for end in range(index + 1, len(events)):
@@ -289,6 +290,6 @@ def _frame_end(events: list[dict[str, Any]], index: int) -> int:
     return len(events) - 1
 
 
-def _propagating(events: list[dict[str, Any]], index: int) -> bool:
+def _propagating(events: list[Event], index: int) -> bool:
     """An exception event that only re-reports an exception raised in a callee."""
     return index > 0 and events[index - 1]["event"] == "return" and "raised" in events[index - 1]

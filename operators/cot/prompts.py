@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operators.trace.events import Event, TracedCall
 from operators.trace.structure import TraceView
 
 PROMPT_VERSION = "1"
@@ -65,7 +66,7 @@ def numbered(code: str) -> str:
     return "\n".join(f"{n:>3} | {line}" for n, line in enumerate(code.splitlines(), 1))
 
 
-def render_trace(events: list[dict], code: str, budget_chars: int = 6000, full_iterations: int = 2) -> str:
+def render_trace(events: list[Event], code: str, budget_chars: int = 6000, full_iterations: int = 2) -> str:
     """A compact trace that fits `budget_chars`: middle iterations of long loops are elided, and what still
     does not fit is cut in the middle, with a marker saying how many steps were left out."""
     view = TraceView(events, code)
@@ -85,7 +86,7 @@ def render_trace(events: list[dict], code: str, budget_chars: int = 6000, full_i
     return _fit(lines, budget_chars)
 
 
-def render_event(event: dict) -> str | None:
+def render_event(event: Event) -> str | None:
     """One trace step as the teacher prompt shows it (`L4 it2: i=1, total=3`)."""
     indent = "  " * event["depth"]
     visit = f" it{event['loop_iter']}" if "loop_iter" in event else ""
@@ -115,10 +116,10 @@ def _fit(lines: list[str], budget: int) -> str:
     return "\n".join([*head, f"  … ({left_out} steps left out to fit) …", *reversed(tail)])
 
 
-def teacher_prompt(direction: str, code: str, entry_point: str, input_text: str, output_text: str,
-                   events: list[dict], budget_chars: int = 6000) -> str:
+def teacher_prompt(direction: str, traced: TracedCall, budget_chars: int = 6000) -> str:
     """What a model narrator is asked: the code, the known side, the trace, and the claim forms to use."""
-    call, result = f"{entry_point}({input_text})", output_text
+    code, output_text = traced.code, traced.output
+    call, result = f"{traced.entry_point}({traced.input})", output_text
     if direction == "forward":
         task = "Explain how the function computes its output for the given input."
         given = f"Input: `{call}`"
@@ -127,7 +128,7 @@ def teacher_prompt(direction: str, code: str, entry_point: str, input_text: str,
                 "backwards from the return statement to the arguments.")
         given = f"Output: `{output_text}`"
     return _TEACHER.format(task=task, code=numbered(code), given=given,
-                           trace=render_trace(events, code, budget_chars), rules=_RULES.format(call=call,
+                           trace=render_trace(traced.events, code, budget_chars), rules=_RULES.format(call=call,
                                                                                                 result=result))
 
 

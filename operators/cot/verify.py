@@ -20,6 +20,7 @@ from typing import Any
 from operators.cot.claims import ANSWER, Claim, extract
 from operators.cot.narrate import is_opaque
 from operators.sandbox.calls import arguments_text
+from operators.trace.events import Event, TracedCall
 from operators.trace.structure import TraceView
 from operators.trace.values import canonical, parse_literal
 
@@ -111,15 +112,15 @@ class Verifier:
         self.min_claims = min_claims
         self.full_iterations = full_iterations
 
-    def check(self, direction: str, cot: str, code: str, entry_point: str, input_text: str, output_text: str,
-              events: list[dict[str, Any]]) -> tuple[Report, ParsedAnswer | None]:
-        """Verify claims and (forward) the answer; for backward the answer input still needs running."""
-        view = TraceView(events, code)
+    def check(self, direction: str, cot: str, call: TracedCall) -> tuple[Report, ParsedAnswer | None]:
+        """Verify the claims of `cot` about `call` and (forward) its answer; a backward answer's input still
+        needs running (`check_backward_answer`)."""
+        view = TraceView(call.events, call.code)
         report = Report()
         _Alignment(view, report, backward=direction == "backward").run(extract(cot))
         report.coverage = coverage(view, report.covered, direction, self.full_iterations)
         parsed = parse_answer(cot)
-        answer_problem = self._answer_problem(direction, parsed, entry_point, input_text, output_text)
+        answer_problem = self._answer_problem(direction, parsed, call)
         report.answer_ok = answer_problem is None
         if answer_problem and report.first_failure is None:
             report.first_failure = answer_problem
@@ -131,8 +132,8 @@ class Verifier:
         return report, parsed
 
     @staticmethod
-    def _answer_problem(direction: str, parsed: ParsedAnswer | None, entry_point: str, input_text: str,
-                        output_text: str) -> str | None:
+    def _answer_problem(direction: str, parsed: ParsedAnswer | None, call: TracedCall) -> str | None:
+        entry_point, input_text, output_text = call.entry_point, call.input, call.output
         if parsed is None:
             return "no [ANSWER]assert f(...) == ...[/ANSWER] found"
         if parsed.blocks != 1 or parsed.trailing:
@@ -186,7 +187,7 @@ class _Alignment:
                     self.report.first_failure = f"{claim.kind} claim {claim.text!r} contradicts the trace"
                     self.report.failure_step = self.events[self.cursor]["step"] if self.events else None
 
-    def _scan(self, claim: Claim, match: Callable[[dict[str, Any]], bool]) -> int | None:
+    def _scan(self, claim: Claim, match: Callable[[Event], bool]) -> int | None:
         """The first event from the cursor on that matches; a claim about a step looks past a used step."""
         limit = 10**9 if claim.kind in _FREE_DEPTH else self.events[self.cursor]["depth"]
         end = -1 if self.step < 0 else len(self.events)
@@ -274,7 +275,7 @@ class _Alignment:
     def _comprehension(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
 
-        def shown(event: dict[str, Any]) -> bool:  # a narrator cannot state a value that was cut
+        def shown(event: Event) -> bool:  # a narrator cannot state a value that was cut
             value = self.view.returned.get(event["frame"])
             return value is not None and not value.endswith("…")
 

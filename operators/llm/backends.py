@@ -21,7 +21,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -44,6 +44,13 @@ class Completion:
     tokens_in: int = 0
     tokens_out: int = 0
     error: str | None = None
+
+
+class Backend(Protocol):
+    """What every model backend does: complete a batch of conversations, one completion per conversation, in
+    order. A failure of one conversation is that completion's `error`, not an exception."""
+
+    def generate(self, conversations: list[Conversation]) -> list[Completion]: ...
 
 
 class BackendError(RuntimeError):
@@ -219,7 +226,7 @@ class OpenAIBackend:
             raise _Retryable(f"{self.url}: {getattr(err, 'reason', err)}") from None
 
 
-def make_backend(name: str, model: str | None, sampling: Sampling, options: dict[str, Any]) -> Any:
+def make_backend(name: str, model: str | None, sampling: Sampling, options: dict[str, Any]) -> Backend:
     """The backend `name` with its section of the narrator config (`options`)."""
     if name == "transformers":
         return TransformersBackend(model, sampling, **options)

@@ -13,7 +13,6 @@ call are rejected as `narrator_error` and the engine is rebuilt for the next bat
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -22,9 +21,10 @@ from typing import Any
 from operators.cot.claims import answer
 from operators.cot.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
 from operators.cot.verify import Report, Verifier, reason_for
-from operators.llm.backends import Completion, Conversation, Sampling, make_backend
+from operators.llm.backends import Backend, Completion, Conversation, Sampling, make_backend
 from operators.records import content_hash, reject
 from operators.stages.base import RowStage
+from operators.trace.events import TracedCall
 
 
 @dataclass
@@ -35,7 +35,7 @@ class _Narration:
     row: dict[str, Any]
     direction: str
     record_id: str
-    events: list[dict[str, Any]]
+    call: TracedCall
     conversation: Conversation = field(default_factory=list)
 
 
@@ -50,7 +50,7 @@ class ModelNarrateStage(RowStage):
                  retries: int = 1, timeout_s: float = 600.0, prompt_budget_chars: int = 6000,
                  min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2) -> None:
         self.settings = (backend, model, sampling, options)
-        self.backend: Any = None
+        self.backend: Backend | None = None
         self.broken = ""  # why the engine could not start: its items are rejected, the run goes on
         self._start_engine()
         self.narrator = f"{backend}:{model}"
@@ -82,12 +82,11 @@ class ModelNarrateStage(RowStage):
         return produced
 
     def _narrations(self, index: int, row: dict[str, Any]) -> list[_Narration]:
-        events = json.loads(row["trace"])
+        call = TracedCall.from_row(row)
         narrations = []
         for direction, rid in zip(row["directions"], row["record_ids"], strict=True):
-            prompt = teacher_prompt(direction, row["code"], row["entry_point"], row["input"], row["output"], events,
-                                    self.budget)
-            narrations.append(_Narration(index, row, direction, rid, events, [{"role": "user", "content": prompt}]))
+            prompt = teacher_prompt(direction, call, self.budget)
+            narrations.append(_Narration(index, row, direction, rid, call, [{"role": "user", "content": prompt}]))
         return narrations
 
     def _attempt(self, narration: _Narration, completion: Completion,
@@ -102,8 +101,7 @@ class ModelNarrateStage(RowStage):
             return reject(base, "narrate", "narrator_error", completion.error), None
         cot = parse_completion(completion.text) or completion.text.strip()
         prompt = student_prompt(narration.direction, row["code"], row["entry_point"], row["input"], row["output"])
-        report, _ = self.verifier.check(narration.direction, cot, row["code"], row["entry_point"], row["input"],
-                                        row["output"], narration.events)
+        report, _ = self.verifier.check(narration.direction, cot, narration.call)
         return {**base, "cot": cot, "answer": answer(row["entry_point"], row["input"], row["output"]),
                 "messages": messages(prompt, cot), "verification": report.as_dict()}, report
 
@@ -139,8 +137,8 @@ class ModelNarrateStage(RowStage):
 def _feedback(narration: _Narration, report: Report) -> str:
     """What the model is told after a rejected attempt: the first failing claim and the trace step it contradicts."""
     step = report.failure_step
-    where = f" The trace at that step: {render_event(narration.events[step])}." \
-        if step is not None and 0 <= step < len(narration.events) else ""
+    where = f" The trace at that step: {render_event(narration.call.events[step])}." \
+        if step is not None and 0 <= step < len(narration.call.events) else ""
     return (f"A checker compared your reasoning with the real execution and found a problem: "
             f"{report.first_failure}.{where} Write the whole reasoning again, correcting it, in the same "
             f"checkable forms, and end with the [ANSWER] line.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from typing import Any
 
 from operators.cot.verify import (
@@ -17,6 +17,7 @@ from operators.cot.verify import (
 from operators.records import reject
 from operators.sandbox.client import Limits, Sandbox
 from operators.stages.base import Placement, RowStage, guarded
+from operators.trace.events import TracedCall
 
 
 class VerifyStage(RowStage):
@@ -47,13 +48,12 @@ class VerifyStage(RowStage):
         reason it could not run."""
         if isinstance(answer_run, str):
             return [reject({**row, "stage": "verify"}, "verify", "wrong_answer", answer_run)]
-        events, input_text = json.loads(row["trace"]), row["input"]
+        call = TracedCall.from_row(row)
         if parsed is not None and answer_run is not None and answer_run["outcome"] == "ok" \
                 and not same_arguments(parsed.input_text, row["input"]):
             # Reasoning about one input cannot vouch for another: check the claims on the answer's trace.
-            events, input_text = answer_run["trace"], parsed.input_text
-        report, _ = self.verifier.check(row["direction"], row["cot"], row["code"], row["entry_point"], input_text,
-                                        row["output"], events)
+            call = replace(call, input=parsed.input_text, events=answer_run["trace"])
+        report, _ = self.verifier.check(row["direction"], row["cot"], call)
         if answer_run is not None:
             check_backward_answer(report, answer_run, row["output"])
         row = {**row, "verification": report.as_dict(), "stage": "verify"}

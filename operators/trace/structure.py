@@ -9,7 +9,8 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+
+from operators.trace.events import Event
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class LoopInstance:
 class TraceView:
     """A trace with the lookups narrators and the verifier need, each computed once."""
 
-    def __init__(self, events: list[dict[str, Any]], code: str) -> None:
+    def __init__(self, events: list[Event], code: str) -> None:
         self.events = events
         self.code = code
         self.structure = structure(code)
@@ -104,7 +105,7 @@ class TraceView:
                 inside.update(range(loop.headers[full], loop.headers[loop.iterations - full]))
         return inside
 
-    def after(self, index: int) -> dict[str, Any] | None:
+    def after(self, index: int) -> Event | None:
         """The next event after `index` in the same frame."""
         nxt = self.next_in_frame[index]
         return None if nxt is None else self.events[nxt]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from operators.trace.events import Event
 from operators.trace.structure import structure
 from operators.trace.values import is_immutable_scalar, render
 
@@ -34,7 +35,7 @@ class _Frame:
     depth: int
     func: str
     snapshot: dict[str, tuple[Any, str]] = field(default_factory=dict)
-    pending: dict[str, Any] | None = None
+    pending: Event | None = None
     last_line: int = 0
     pending_raw: int = 0
     loop_iters: dict[int, int] = field(default_factory=dict)
@@ -49,7 +50,7 @@ class Tracer:
         self.statements = structure(code).statements
         self.max_events = max_events
         self.max_value_len = max_value_len
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self.truncated_events = False
         self.truncated_values = 0
         self._frames: dict[int, _Frame] = {}
@@ -157,11 +158,11 @@ class Tracer:
         self.truncated_values += cut
         return text
 
-    def _emit(self, state: _Frame, kind: str, line: int, **extra: Any) -> dict[str, Any]:
+    def _emit(self, state: _Frame, kind: str, line: int, **extra: Any) -> Event:
         if len(self.events) >= self.max_events:
             self.truncated_events = True
             sys.settrace(None)
-        event = {
+        event: Event = {
             "step": len(self.events),
             "event": kind,
             "func": state.func,
