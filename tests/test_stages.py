@@ -1,0 +1,55 @@
+"""The stage list, its local runner and the run accounting, without Ray."""
+
+from __future__ import annotations
+
+import itertools
+
+from conftest import SAMPLES, shared
+
+from operators.stages.decontam import DecontamStage
+from operators.stages.execute import Executor
+from operators.stages.ingest import ParseNarrations, ParseProblems
+from operators.stages.narrate import NarrateStage
+from operators.stages.verify import VerifyStage
+from pipeline import config as cfg
+from pipeline.sinks import ParquetSink
+from pipeline.stages import run_local, sink_step, steps
+from pipeline.tally import Tally, count
+
+
+def test_the_stage_list_is_the_dataflow_in_order():
+    config = cfg.load(None, {"decontam.against": f"cruxeval={shared('cruxeval/cruxeval.jsonl')}"})
+    assert [step.stage for step in steps(config, "x", frozenset())] == [
+        ParseProblems, DecontamStage, Executor, NarrateStage, VerifyStage]
+    assert [step.stage for step in steps(cfg.load(None, {}), "x", frozenset(), "verify")] == [
+        ParseNarrations, Executor, VerifyStage]
+    single = {step.stage for step in [*steps(config, "x", frozenset()), sink_step(config, "r")]
+              if step.stage.placement.single_actor}
+    assert single == {ParseProblems, DecontamStage, ParquetSink}
+    assert Executor.placement.on_executor_nodes and VerifyStage.placement.on_executor_nodes
+
+
+def test_run_local_counts_every_input_row_once_however_many_rows_it_becomes():
+    config = cfg.load(None, {})
+    lines = SAMPLES.read_text().splitlines()
+    tally = Tally()
+    for batch in run_local(steps(config, "samples", frozenset()), lines, lines_per_batch=5):
+        tally.add(count(batch.to_pylist())[0])
+    assert tally.rows_read == len(lines)
+    assert tally.accepted == tally.items > len(lines) and not tally.rejected
+    assert {stage for stage, _ in tally.placement} == {"ingest", "execute", "narrate", "verify"}
+    assert all(tally.busy_s[stage] > 0 for stage in ("ingest", "execute", "narrate", "verify"))
+
+
+def test_a_tally_survives_its_trip_from_the_sink():
+    config = cfg.load(None, {})
+    rows = [row for batch in run_local(steps(config, "samples", frozenset())[:1],
+                                       itertools.islice(SAMPLES.read_text().splitlines(), 3))
+            for row in batch.to_pylist()]
+    rows.append({"rows_read": 1, "record_id": "r", "stage": "ingest", "reason": "malformed_json"})
+    tally, _, rejected = count(rows)
+    assert Tally.from_json(tally.to_json()) == tally
+    assert tally.rejected == {("ingest", "malformed_json"): 1} and len(rejected) == 1
+    doubled = Tally.from_json(tally.to_json())
+    doubled.add(tally)
+    assert doubled.rows_read == 2 * tally.rows_read and doubled.rejected[("ingest", "malformed_json")] == 2
