@@ -71,3 +71,38 @@ def test_claims_out_of_trace_order_do_not_align():
 def test_a_wrong_answer_fails_even_when_every_claim_holds():
     report = check(FORWARD.replace(answer("f", "[1, 2, 3]", "5"), answer("f", "[1, 2, 3]", "6")))
     assert not report.passed and not report.answer_ok
+
+
+@pytest.mark.parametrize("false", [
+    "Line 5 (`total -= x`) runs.",  # misquoted code
+    "The condition on line 4 (`x >= 1`) is True.",  # misquoted condition
+    "The result is therefore `6`.",  # a conclusion that is not the output
+    "`counter` == `5` is True.",  # a name the frame does not have
+    "`len(xs)` == `3` is True.",  # an expression the verifier cannot evaluate: unchecked, so rejected
+])
+def test_statements_that_used_to_pass_are_rejected(false):
+    cot = FORWARD.replace("`f` returns `5`. ", f"`f` returns `5`. {false} ")
+    assert not check(cot).passed
+
+
+def test_honest_quotes_and_conclusions_verify():
+    cot = FORWARD.replace("`f` returns `5`. ", "`f` returns `5`. The result is therefore `5`. ").replace(
+        "Line 5 runs", "Line 5 (`total += x`) runs", 1)  # FORWARD quotes `x > 1` for `if x > 1:` already
+    report = check(cot)
+    assert report.passed, report.first_failure
+
+
+def test_an_iteration_claim_needs_a_visit_that_enters_the_body():
+    _, tracer = trace(LOOP, "f", [])
+    cot = "Iteration 1 of the loop on line 3. " + answer("f", "[]", "0")
+    report, _ = Verifier(min_coverage=0).check("forward", cot, TracedCall(LOOP, "f", "[]", "0", tracer.events))
+    assert not report.passed and report.n_contradicted == 1
+
+
+def test_a_backward_target_must_be_the_output():
+    _, tracer = trace(LOOP, "f", [1, 2, 3])
+    call = TracedCall(LOOP, "f", "[1, 2, 3]", "5", tracer.events)
+    cot = "We need an input that makes `f` produce `{}`. Line 5 (`total += x`) ran: `total` becomes `5`. " + answer(
+        "f", "[1, 2, 3]", "5")
+    assert Verifier(min_coverage=0).check("backward", cot.format(5), call)[0].passed
+    assert not Verifier(min_coverage=0).check("backward", cot.format(6), call)[0].passed

@@ -2,12 +2,13 @@
 
 Values are quoted in backticks (`` `[1, 2]` ``; a value holding a backtick is quoted with double backticks).
 Kinds of claims, each found by one pattern below:
-  line       "line 5"                                  → the next step runs line 5
+  line       "line 5", "line 5 (`x = 1`)"              → the next step runs line 5 (and quotes its source)
   iteration  "iteration 3 of the loop on line 4"       → that loop visit exists
   loopcount  "the loop on line 4 finishes after 3 iterations"
   change     "`x` becomes `v`", "`x` = `v`", "sets `x` to `v`", "`x` is set to `v`" → x's next change is v
   state      "`x` is `v`", "`x` was `v`", "`x` holds `v`"  → x's value just before the current step
-  condition  "the condition on line 5 (`n > 2`) is True"
+  condition  "the condition on line 5 (`n > 2`) is True"  (a quoted source must be line 5's)
+  result     "the result is `v`", "produce `v`"        → v is the call's output (a restated target too)
   compare    "`5` > `2` is True" (a side may name a variable: its value before the current step)
   returns    "`g` returns `v`", "`g` yields `v`"
   comprehension "the comprehension on line 3 builds `v`"
@@ -28,12 +29,16 @@ _FUNC = r"`(?P<func>[A-Za-z_<][\w.<>]*)`"
 PATTERNS: dict[str, re.Pattern[str]] = {
     "iteration": re.compile(r"[Ii]teration (?P<k>\d{1,9}) of the loop on line (?P<line>\d{1,9})"),
     "loopcount": re.compile(r"loop on line (?P<line>\d{1,9}) (?:finishes|ends|stops) after (?P<n>\d{1,9}) iterations?"),
-    "condition": re.compile(r"condition on line (?P<line>\d{1,9})(?: \(`[^`\n]*`\))? (?:is|was) (?P<truth>True|False)"),
+    "condition": re.compile(r"condition on line (?P<line>\d{1,9})(?: \(" + _VALUE.format("code") + r"\))? (?:is|was) "
+                            r"(?P<truth>True|False)"),
     "comprehension": re.compile(r"comprehension on line (?P<line>\d{1,9}) (?:builds|produces) "
                                 + _VALUE.format("value")),
     "compare": re.compile(r"`(?P<left>[^`\n]+)` (?P<op><=|>=|==|!=|<|>|not in|in) `(?P<right>[^`\n]+)` "
                           r"is (?P<ctruth>True|False)"),
-    "line": re.compile(r"\b[Ll]ine (?P<line>\d{1,9})\b"),
+    "result": re.compile(r"(?:[Tt]he (?:final )?(?:result|output|return value)|\bproduces?|to the output) "
+                         r"(?:is |would be |will be )?(?:therefore |thus |then |again )?" + _VALUE.format("result")),
+    "line": re.compile(r"\b[Ll]ine (?P<line>\d{1,9})\b(?: \(" + _VALUE.format("code") + r"\)|, "
+                       + _VALUE.format("ran") + r" runs)?"),
     "change": re.compile(
         r"(?:" + _NAME + r" (?:becomes|became|is set to|was set to|changes to|=)"
         r"|sets? `(?P<name2>[A-Za-z_][\w.]*)` to) " + _VALUE.format("value")),
@@ -74,6 +79,8 @@ def extract(cot: str) -> list[Claim]:
             fields = {k.rstrip("d"): v for k, v in match.groupdict().items() if v is not None}
             if "name2" in fields:
                 fields["name"] = fields.pop("name2")
+            if "ran" in fields:
+                fields["code"] = fields.pop("ran")
             claims.append(Claim(kind, match.start(), match.group(0), fields))
     claims.sort(key=lambda claim: claim.start)
     return claims

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from operators.cot.claims import answer, quote
 from operators.trace.events import Event, TracedCall
 from operators.trace.structure import LoopInstance, TraceView
+from operators.trace.values import parse_literal
 
-NARRATOR_VERSION = "1"
+NARRATOR_VERSION = "2"
 _OPAQUE = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<lambda>")
 _COMPREHENSION = {"<listcomp>": "list", "<dictcomp>": "dict", "<setcomp>": "set"}
 _SNIPPET = 70
@@ -256,10 +257,21 @@ def _comparison(view: TraceView, index: int) -> str | None:
     parts = view.structure.comparisons.get(view.events[index]["line"])
     if parts is None:
         return None
-    left, op, right = (view.state_before(index, p) if p.isidentifier() and p not in _CONSTANTS else p for p in parts)
-    if left is None or right is None or any(len(v) > 40 or "`" in v or "\n" in v for v in (left, right)):
-        return None
+    left, op, right = parts  # only the sides can name variables: `in` is an operator, not a name
+    left, right = (view.state_before(index, p) if p.isidentifier() and p not in _CONSTANTS else p
+                   for p in (left, right))
+    if left is None or right is None or any(len(v) > 40 or "`" in v or "\n" in v or not _literal(v)
+                                            for v in (left, right)):
+        return None  # only what the verifier can check: short literal values
     return f"`{left}` {op} `{right}` is {view.branch_taken(index)}"
+
+
+def _literal(text: str) -> bool:
+    try:
+        parse_literal(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _times(n: int) -> str:

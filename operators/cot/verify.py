@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,7 +25,8 @@ from operators.trace.events import Event, TracedCall
 from operators.trace.structure import TraceView
 from operators.trace.values import canonical, parse_literal
 
-VERIFIER_VERSION = "1"
+VERIFIER_VERSION = "2"
+_HEADER = re.compile(r"^(?:if|elif|while)\s+")
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
     "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
@@ -117,15 +119,18 @@ class Verifier:
         needs running (`check_backward_answer`)."""
         view = TraceView(call.events, call.code)
         report = Report()
-        _Alignment(view, report, backward=direction == "backward").run(extract(cot))
+        _Alignment(view, report, call, backward=direction == "backward").run(extract(cot))
         report.coverage = coverage(view, report.covered, direction, self.full_iterations)
         parsed = parse_answer(cot)
         answer_problem = self._answer_problem(direction, parsed, call)
         report.answer_ok = answer_problem is None
         if answer_problem and report.first_failure is None:
             report.first_failure = answer_problem
-        report.passed = (report.n_contradicted == 0 and report.answer_ok and report.n_claims >= self.min_claims
-                         and report.coverage >= self.min_coverage)
+        # A claim that cannot be checked is not evidence: when unsure, reject.
+        report.passed = (report.n_contradicted == 0 and report.n_unchecked == 0 and report.answer_ok
+                         and report.n_claims >= self.min_claims and report.coverage >= self.min_coverage)
+        if report.n_unchecked and report.first_failure is None:
+            report.first_failure = f"{report.n_unchecked} claim(s) cannot be checked against the trace"
         if report.passed is False and report.first_failure is None:
             report.first_failure = (f"too few checkable claims: {report.n_claims} claims, "
                                     f"coverage {report.coverage:.2f} < {self.min_coverage}")
@@ -159,8 +164,10 @@ def check_backward_answer(report: Report, result: dict[str, Any], output_text: s
 class _Alignment:
     """Walks the trace with a cursor, matching claims in text order."""
 
-    def __init__(self, view: TraceView, report: Report, backward: bool) -> None:
+    def __init__(self, view: TraceView, report: Report, call: TracedCall, backward: bool) -> None:
         self.view = view
+        self.call = call
+        self.lines = call.code.splitlines()
         self.events = view.events
         self.report = report
         self.step = -1 if backward else 1
@@ -172,7 +179,7 @@ class _Alignment:
             "line": self._line, "iteration": self._iteration, "loopcount": self._loopcount,
             "condition": self._condition, "change": self._change, "state": self._state,
             "returns": self._returns, "calls": self._calls, "raises": self._raises,
-            "comprehension": self._comprehension, "compare": self._compare,
+            "comprehension": self._comprehension, "compare": self._compare, "result": self._result,
         }
         for claim in claims:
             self.report.n_claims += 1
@@ -207,11 +214,26 @@ class _Alignment:
 
     def _line(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
+        if not self._quotes_line(claim, line):
+            return False
         return self._move(self._scan(claim, lambda e: e["line"] == line and e["event"] in ("line", "call", "return")))
 
+    def _quotes_line(self, claim: Claim, line: int) -> bool:
+        """Code quoted with a line reference is that line's source (whitespace aside; `…` ends a shortened one)."""
+        quoted = claim.fields.get("code")
+        if quoted is None:
+            return True
+        if not 0 < line <= len(self.lines):
+            return False
+        source, quoted = " ".join(self.lines[line - 1].split()), " ".join(quoted.split())
+        test = _HEADER.sub("", source).removesuffix(":").strip()  # `x > 1` quotes `if x > 1:` too
+        return quoted in (source, test) or (quoted.endswith("…") and source.startswith(quoted[:-1]))
+
     def _iteration(self, claim: Claim) -> bool:
+        """An iteration is a visit of the loop header that goes on into the body (not the visit that exits)."""
         line, visit = int(claim.fields["line"]), int(claim.fields["k"])
-        return self._move(self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == visit))
+        index = self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == visit)
+        return self._move(index) and self.view.enters_body(index)
 
     def _loopcount(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
@@ -220,8 +242,14 @@ class _Alignment:
 
     def _condition(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
+        if not self._quotes_line(claim, line):
+            return False
         index = self._scan(claim, lambda e: e["line"] == line and e["event"] == "line")
         return self._move(index) and self.view.branch_taken(index) is (claim.fields["truth"] == "True")
+
+    def _result(self, claim: Claim) -> bool:
+        """A stated result, output or target of the call is its output; the cursor stays where it is."""
+        return same_value(claim.fields["result"], self.call.output)
 
     def _change(self, claim: Claim) -> bool | None:
         name, value = claim.fields["name"], claim.fields["value"]
@@ -249,6 +277,8 @@ class _Alignment:
         for text in (claim.fields["left"], claim.fields["right"]):
             if text.isidentifier() and text not in ("True", "False", "None"):
                 text = self.view.state_before(self.cursor, text)
+                if text is None:  # a name the frame does not hold here
+                    return False
             try:
                 sides.append(parse_literal(text or ""))
             except ValueError:
