@@ -199,10 +199,12 @@ def load(path: str | None, overrides: dict[str, Any]) -> RunConfig:
 
 
 def read_yaml(path: str) -> dict[str, Any]:
+    from pipeline.storage import locate  # storage is built on this module's StorageConfig
+
     try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+        text = locate(path).read_bytes().decode()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {getattr(err, 'strerror', None) or err}") from err
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
