@@ -25,7 +25,7 @@ from operators.stages.base import Placement
 from pipeline.config import ConfigError, RunConfig
 from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sources import input_files, iter_lines, read_problems
-from pipeline.stages import Step, limits, run_local, sink_step, steps
+from pipeline.stages import Step, ingest_step, limits, run_local, sink_step, steps
 from pipeline.state import DoneIndex, count_done
 from pipeline.storage import Location, ensure_writable, locate
 from pipeline.tally import Tally, count
@@ -68,7 +68,7 @@ def up_to_date_tally(config: RunConfig, source: Location, done: Container[str], 
 
     This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all.
     """
-    ingest = steps(config, Path(source.path).name, done, mode)[:1]
+    ingest = [ingest_step(config, Path(source.path).name, done, mode)]
     tally = Tally()
     for batch in run_local(ingest, itertools.islice(iter_lines(source), config.limit)):
         rows = batch.to_pylist()

@@ -77,6 +77,7 @@ def test_a_wrong_answer_fails_even_when_every_claim_holds():
     "Line 5 (`total -= x`) runs.",  # misquoted code
     "The condition on line 4 (`x >= 1`) is True.",  # misquoted condition
     "The result is therefore `6`.",  # a conclusion that is not the output
+    "So the final answer is `6`.",
     "`counter` == `5` is True.",  # a name the frame does not have
     "`len(xs)` == `3` is True.",  # an expression the verifier cannot evaluate: unchecked, so rejected
 ])

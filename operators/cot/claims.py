@@ -35,7 +35,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
                                 + _VALUE.format("value")),
     "compare": re.compile(r"`(?P<left>[^`\n]+)` (?P<op><=|>=|==|!=|<|>|not in|in) `(?P<right>[^`\n]+)` "
                           r"is (?P<ctruth>True|False)"),
-    "result": re.compile(r"(?:[Tt]he (?:final )?(?:result|output|return value)|\bproduces?|to the output) "
+    "result": re.compile(r"(?:[Tt]he (?:final )?(?:result|output|return value|answer)|\bproduces?|to the output) "
                          r"(?:is |would be |will be )?(?:therefore |thus |then |again )?" + _VALUE.format("result")),
     "line": re.compile(r"\b[Ll]ine (?P<line>\d{1,9})\b(?: \(" + _VALUE.format("code") + r"\)|, "
                        + _VALUE.format("ran") + r" runs)?"),
