@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_trace_model import LOOP, trace
 
-from operators.cot.claims import answer, extract, quote
+from operators.cot.claims import answer, body, extract, quote
 from operators.cot.verify import Verifier
 from operators.trace.events import TracedCall
 
@@ -23,7 +23,7 @@ def test_each_claim_form_is_found_once_in_text_order():
 
 
 def test_claims_inside_the_answer_block_are_not_claims():
-    assert extract(answer("f", "`x` is `1`", "line 3")) == []
+    assert extract(body("Line 3 runs. " + answer("f", "`x` is `1`", "line 3"))) == extract("Line 3 runs. ")
 
 
 def test_values_holding_backticks_use_double_backticks():
@@ -79,7 +79,8 @@ def test_a_wrong_answer_fails_even_when_every_claim_holds():
     "The result is therefore `6`.",  # a conclusion that is not the output
     "So the final answer is `6`.",
     "`counter` == `5` is True.",  # a name the frame does not have
-    "`len(xs)` == `3` is True.",  # an expression the verifier cannot evaluate: unchecked, so rejected
+    "`len(xs)` == `4` is True.",  # an expression, evaluated on the traced values
+    "`xs.pop()` == `3` is True.",  # a method the restricted evaluator does not run: unchecked, so rejected
 ])
 def test_statements_that_used_to_pass_are_rejected(false):
     cot = FORWARD.replace("`f` returns `5`. ", f"`f` returns `5`. {false} ")

@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterator
 
 from operators.cot.claims import answer, quote
+from operators.cot.sentences import fact_in
 from operators.trace.events import Event, TracedCall
 from operators.trace.structure import LoopInstance, TraceView
 from operators.trace.values import parse_literal
@@ -33,12 +34,17 @@ def is_opaque(func: str) -> bool:
 class _Story:
     """Sentences plus the seeded choice of phrasings for one record."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, names: frozenset[str]) -> None:
         self.rng = random.Random(key)
+        self.names = names
         self.sentences: list[str] = []
 
     def say(self, *options: str) -> None:
         self.sentences.append(self.rng.choice(options))
+
+    def say_prose(self, *options: str) -> None:
+        """A sentence that states nothing: one whose words cannot be read as the code's names."""
+        self.say(*[o for o in options if fact_in(o, self.names) is None] or ["Let's go."])
 
     def changes(self, changes: dict[str, str | None], past: bool = False, equals: bool = False) -> str:
         verb = ("=",) if equals else ("became", "was set to") if past else ("becomes", "is set to", "=")
@@ -69,9 +75,9 @@ class TemplateNarrator:
     def forward(self, call: TracedCall, key: str) -> str:
         """Input → output reasoning; `key` (the record id) seeds the choice of phrasings."""
         view = TraceView(call.events, call.code)
-        story = _Story(key)
-        story.say("Let's execute the code step by step.", "We trace the call step by step.",
-                  "Let's run the function by hand.")
+        story = _Story(key, view.structure.names)
+        story.say_prose("Let's execute the code step by step.", "We trace the call step by step.",
+                        "Let's run the function by hand.")
         index = 0
         while index < len(call.events):
             index = self._forward_event(story, view, index)
@@ -81,20 +87,19 @@ class TemplateNarrator:
     def backward(self, call: TracedCall, key: str) -> str:
         """Output → input reasoning, from the return statement back to the arguments."""
         view = TraceView(call.events, call.code)
-        story = _Story(key)
+        story = _Story(key, view.structure.names)
         entry_point, input_text, output_text = call.entry_point, call.input, call.output
         top = call.events[0]["frame"]
-        story.say(f"We need an input that makes `{entry_point}` produce {quote(output_text)}. "
-                  "Let's work back from the return statement.",
-                  f"We look for arguments that lead `{entry_point}` to the output {quote(output_text)}, "
-                  "reasoning backwards from where the value is returned.")
+        story.say(f"We need an input that makes `{entry_point}` produce {quote(output_text)}.",
+                  f"We look for arguments that lead `{entry_point}` to the output {quote(output_text)}.")
+        story.say_prose("Let's work back from the return statement.", "We reason backwards from the end.")
         for index, skipped in self._backward_steps(view, top):
             if skipped is None:
                 self._backward_event(story, view, index)
             else:
                 self._backward_summary(story, view, index, skipped)
         story.say(f"So the input {quote(input_text)} gives {quote(output_text)}.",
-                  f"Hence calling `{entry_point}({input_text})` produces the required output.")
+                  f"Hence calling {quote(f'{entry_point}({input_text})')} produces the required output.")
         return story.text() + "\n\n" + answer(entry_point, input_text, output_text)
 
     # forward
@@ -116,15 +121,15 @@ class TemplateNarrator:
         elif kind == "return":
             self._return(story, event)
         elif kind == "exception" and not _propagating(view.events, index):
-            story.say(f"Line {event['line']} raises `{event['exc_type']}` ({event.get('message', '')!r}).")
+            story.say(f"Line {event['line']} raises `{event['exc_type']}`.")
         return index + 1
 
     def _call(self, story: _Story, event: Event) -> None:
         params = story.changes(event.get("changes", {}), equals=True)
         func = event["func"]
         if event["depth"] == 0:
-            story.say(f"We start with the call of `{func}`, where {params}." if params else
-                      f"We start with the call of `{func}`, which takes no arguments.")
+            story.say(f"We begin with the call of `{func}`, where {params}." if params else
+                      f"We begin with the call of `{func}`, which takes no arguments.")
         else:
             story.say(f"This calls `{func}` with {params}." if params else f"This calls `{func}`.",
                       f"Now the program calls `{func}`" + (f", where {params}." if params else "."))
@@ -160,10 +165,8 @@ class TemplateNarrator:
         state = _state_after_skip(view, loop, index, resume, at=resume)
         line = view.events[index]["line"]
         story.say(f"Iterations {view.visit[index] + 1} to {resume_position} of the loop on line {line} "
-                  "go the same way.")
-        changes = story.changes(view.events[resume].get("changes", {}))
-        story.say(f"When iteration {resume_position + 1} of the loop on line {line} begins, "
-                  + ", ".join([*state, changes] if changes else state) + ".")
+                  "are not told in full.")
+        story.say(f"When iteration {resume_position + 1} of the loop on line {line} begins, " + ", ".join(state) + ".")
         return resume + 1
 
     def _comprehension(self, story: _Story, view: TraceView, index: int) -> None:
@@ -231,7 +234,7 @@ class TemplateNarrator:
         first = view.visit[header] + 1
         last = loop.iterations - self.full
         state = _state_after_skip(view, loop, header, loop.headers[last], at=header)
-        story.say(f"Iterations {first} to {last} of the loop on line {loop.line} go the same way, backwards.")
+        story.say(f"Iterations {first} to {last} of the loop on line {loop.line} are not told in full either.")
         if state:
             story.say(f"When iteration {first} of the loop on line {loop.line} begins, " + ", ".join(state) + ".")
 
@@ -243,7 +246,7 @@ def _deciding(view: TraceView, index: int, past: bool = False) -> str:
     """`, as `x` is `3`` for the local values a condition reads (short ones only, to stay readable)."""
     values = []
     for name in view.structure.condition_names.get(view.events[index]["line"], []):
-        value = view.state_before(index, name)
+        value = view.state_after(index, name)
         if value is not None and len(value) <= 40 and "`" not in value:
             values.append(f"`{name}` {'was' if past else 'is'} `{value}`")
     comparison = _comparison(view, index)
@@ -258,7 +261,7 @@ def _comparison(view: TraceView, index: int) -> str | None:
     if parts is None:
         return None
     left, op, right = parts  # only the sides can name variables: `in` is an operator, not a name
-    left, right = (view.state_before(index, p) if p.isidentifier() and p not in _CONSTANTS else p
+    left, right = (view.state_after(index, p) if p.isidentifier() and p not in _CONSTANTS else p
                    for p in (left, right))
     if left is None or right is None or any(len(v) > 40 or "`" in v or "\n" in v or not _literal(v)
                                             for v in (left, right)):
@@ -279,10 +282,11 @@ def _times(n: int) -> str:
 
 
 def _state_after_skip(view: TraceView, loop: LoopInstance, start: int, end: int, at: int) -> list[str]:
-    """State claims ("`x` is `v`") at event `at` for the variables the skipped events `start:end` changed."""
-    names = _changed_names(view.events[start:end], loop.frame)
+    """State claims ("`x` is `v`") once loop header `at` has run, for the variables the skipped events
+    `start:end` changed and the header itself changes."""
+    names = _changed_names([*view.events[start:end], view.events[at]], loop.frame)
     return [f"`{n}` is {quote(v)}" for n in names
-            if (v := view.state_before(at, n)) is not None and not v.endswith("…")]
+            if (v := view.state_after(at, n)) is not None and not v.endswith("…")]
 
 
 def _changed_names(events: list[Event], frame: int) -> list[str]:

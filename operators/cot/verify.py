@@ -1,12 +1,21 @@
-"""The verifier: every checkable claim of a CoT is aligned with the trace and checked.
+"""The verifier: every sentence of a CoT gets a verdict, and every claim in it is checked against the trace.
 
-Alignment is monotone: a cursor walks the trace (forwards for forward reasoning, backwards for backward
-reasoning) and each claim is matched at or after the cursor, so a claim about iteration 3 is checked against
+A CoT is split into sentences (`operators.cot.sentences`). The claims of each (`operators.cot.claims`) are
+aligned with the trace by a cursor that walks it forwards (forward reasoning) or backwards (backward
+reasoning): each claim is matched at or after the cursor, so a claim about iteration 3 is checked against
 iteration 3. A value claim right after a claim about a step (a line, an iteration, a call) must hold at that
-very step; one with no such anchor is matched with the variable's next change. A claim that cannot be
-matched, or matches a different value, contradicts the trace. The final
-answer is checked too: forward, the output must equal the traced output; backward, the answer's input is run
-in the sandbox by the caller (`check_backward_answer`) and must give the output.
+very step — a change is that step's change, a stated value the value once the step has run; one with no such
+anchor is matched with the variable's next change. Restated inputs, outputs, targets and conclusions are
+checked against the call. Expressions in claims (`len(s)`) are evaluated by a restricted interpreter over the
+traced values, never by `eval`.
+
+Verdicts: *verified* (every claim holds and nothing else is said), *contradicted* (a claim is false),
+*unchecked* (a claim the trace cannot decide), *unverifiable* (the sentence states something — a value, a
+number, a name from the code, a line, loop, condition, input or output — that no claim of it checks) and
+*content-free* ("Let's run it by hand."). Strict mode (the default) accepts a CoT only when every sentence is
+verified or content-free. The final answer is checked too: forward, the output must equal the traced output;
+backward, the answer's input is run in the sandbox by the caller (`check_backward_answer`) and must give the
+output.
 """
 
 from __future__ import annotations
@@ -18,20 +27,38 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from operators.cot.claims import ANSWER, Claim, extract
+from operators.cot.claims import ANSWER, Claim, body, extract, number
+from operators.cot.expressions import UnknownName, Unsupported, evaluate
 from operators.cot.narrate import is_opaque
+from operators.cot.sentences import fact_in, split
 from operators.sandbox.calls import arguments_text
 from operators.trace.events import Event, TracedCall
 from operators.trace.structure import TraceView
-from operators.trace.values import canonical, parse_literal
+from operators.trace.values import canonical, render
 
-VERIFIER_VERSION = "2"
+VERIFIER_VERSION = "3"
 _HEADER = re.compile(r"^(?:if|elif|while)\s+")
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
     "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
 }
 _FREE_DEPTH = ("calls", "returns", "comprehension", "raises")  # found by function name, at any depth
+_HOLDS = ("holds", "held", "is met", "was met", "is satisfied", "was satisfied", "passes", "passed")
+_TAKEN = ("runs", "ran", "is taken", "was taken", "is executed", "was executed", "is entered", "was entered",
+          "enter")
+VERDICTS = ("verified", "contradicted", "unchecked", "unverifiable", "content-free")
+
+
+@dataclass
+class Sentence:
+    """One sentence's verdict: its span in the CoT, the kinds of claim it makes, the trace step it was
+    checked at (the cursor's, once its claims are aligned)."""
+
+    start: int
+    end: int
+    kind: str
+    verdict: str
+    step: int | None
 
 
 @dataclass
@@ -41,14 +68,22 @@ class Report:
     n_verified: int = 0
     n_contradicted: int = 0
     n_unchecked: int = 0
+    n_unverifiable: int = 0  # sentences that state what no claim checks
     coverage: float = 0.0
+    unverified_share: float = 0.0  # of the sentences that say something, the share not verified
     answer_ok: bool = False
     first_failure: str | None = None
     failure_step: int | None = None
+    sentences: list[Sentence] = field(default_factory=list)
     covered: set[tuple[int, str]] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "covered"}
+
+    def fail(self, message: str, step: int | None = None) -> None:
+        """Record why the CoT fails, unless an earlier reason is already recorded."""
+        if self.first_failure is None:
+            self.first_failure, self.failure_step = message, step
 
 
 @dataclass
@@ -109,32 +144,68 @@ def same_value(claimed: str, traced: str | None) -> bool:
 class Verifier:
     """Checks a CoT against a trace; configuration in the constructor, one `check` per record."""
 
-    def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2) -> None:
+    def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2,
+                 strict: bool = True) -> None:
         self.min_coverage = min_coverage
         self.min_claims = min_claims
         self.full_iterations = full_iterations
+        self.strict = strict
 
     def check(self, direction: str, cot: str, call: TracedCall) -> tuple[Report, ParsedAnswer | None]:
-        """Verify the claims of `cot` about `call` and (forward) its answer; a backward answer's input still
+        """Verify every sentence of `cot` about `call` and (forward) its answer; a backward answer's input still
         needs running (`check_backward_answer`)."""
         view = TraceView(call.events, call.code)
         report = Report()
-        _Alignment(view, report, call, backward=direction == "backward").run(extract(cot))
+        alignment = _Alignment(view, report, call, backward=direction == "backward")
+        reasoning = body(cot)
+        for start, end in split(reasoning):
+            self._sentence(report, alignment, reasoning, start, end)
         report.coverage = coverage(view, report.covered, direction, self.full_iterations)
+        saying = [s for s in report.sentences if s.verdict != "content-free"]
+        report.unverified_share = sum(s.verdict != "verified" for s in saying) / len(saying) if saying else 0.0
         parsed = parse_answer(cot)
         answer_problem = self._answer_problem(direction, parsed, call)
         report.answer_ok = answer_problem is None
-        if answer_problem and report.first_failure is None:
-            report.first_failure = answer_problem
-        # A claim that cannot be checked is not evidence: when unsure, reject.
-        report.passed = (report.n_contradicted == 0 and report.n_unchecked == 0 and report.answer_ok
-                         and report.n_claims >= self.min_claims and report.coverage >= self.min_coverage)
-        if report.n_unchecked and report.first_failure is None:
-            report.first_failure = f"{report.n_unchecked} claim(s) cannot be checked against the trace"
-        if report.passed is False and report.first_failure is None:
-            report.first_failure = (f"too few checkable claims: {report.n_claims} claims, "
-                                    f"coverage {report.coverage:.2f} < {self.min_coverage}")
+        if answer_problem:
+            report.fail(answer_problem)
+        # When unsure, reject: a claim that cannot be checked, or a sentence no claim accounts for, is no evidence.
+        unsure = self.strict and (report.n_unchecked or report.n_unverifiable)
+        report.passed = bool(report.n_contradicted == 0 and not unsure and report.answer_ok
+                             and report.n_claims >= self.min_claims and report.coverage >= self.min_coverage)
+        if not report.passed:
+            report.fail(f"too few checkable claims: {report.n_claims} claims, "
+                        f"coverage {report.coverage:.2f} < {self.min_coverage}")
         return report, parsed
+
+    def _sentence(self, report: Report, alignment: _Alignment, text: str, start: int, end: int) -> None:
+        """Align one sentence's claims and give it a verdict."""
+        sentence = text[start:end]
+        claims = extract(sentence, start)
+        outcomes = [alignment.check(claim) for claim in claims]
+        rest = list(sentence)
+        for claim in claims:
+            rest[claim.start - start:claim.end - start] = " " * (claim.end - claim.start)
+        fact = fact_in("".join(rest), alignment.view.structure.names)
+        step = alignment.step_now()
+        quoted = repr(sentence.strip()[:160])
+        if False in outcomes:
+            verdict = "contradicted"
+            failed = claims[outcomes.index(False)]
+            report.fail(f"sentence {quoted}: {failed.kind} claim {failed.text!r} contradicts the trace", step)
+        elif None in outcomes:
+            verdict = "unchecked"
+            failed = claims[outcomes.index(None)]
+            if self.strict:
+                report.fail(f"sentence {quoted}: {failed.kind} claim {failed.text!r} cannot be checked", step)
+        elif fact is not None:
+            verdict = "unverifiable"
+            report.n_unverifiable += 1
+            if self.strict:
+                report.fail(f"sentence {quoted}: {fact!r} is stated but no checkable claim covers it", step)
+        else:
+            verdict = "verified" if claims else "content-free"
+        kinds = ",".join(dict.fromkeys(claim.kind for claim in claims)) or "prose"
+        report.sentences.append(Sentence(start, end, kinds, verdict, step))
 
     @staticmethod
     def _answer_problem(direction: str, parsed: ParsedAnswer | None, call: TracedCall) -> str | None:
@@ -173,50 +244,67 @@ class _Alignment:
         self.step = -1 if backward else 1
         self.cursor = len(self.events) - 1 if backward else 0
         self.consumed = False  # the cursor's event was matched by a claim about a step; look past it
-
-    def run(self, claims: list[Claim]) -> None:
-        checks: dict[str, Callable[[Claim], bool | None]] = {
-            "line": self._line, "iteration": self._iteration, "loopcount": self._loopcount,
-            "condition": self._condition, "change": self._change, "state": self._state,
+        self.anchor = "start"  # the kind of claim that moved the cursor last
+        self.truth: bool | None = None  # the last condition claimed, for "so the branch runs"
+        self.checks: dict[str, Callable[[Claim], bool | None]] = {
+            "line": self._line, "after": self._line, "iteration": self._iteration, "iterations": self._iterations,
+            "loopcount": self._loopcount, "condition": self._condition, "effect": self._effect,
+            "change": self._change, "state": self._state, "final": self._final, "length": self._length,
             "returns": self._returns, "calls": self._calls, "raises": self._raises,
             "comprehension": self._comprehension, "compare": self._compare, "result": self._result,
+            "target": self._target, "input": self._input, "invocation": self._invocation,
         }
-        for claim in claims:
-            self.report.n_claims += 1
-            verdict = checks[claim.kind](claim) if self.events else False
-            if verdict is None:
-                self.report.n_unchecked += 1
-            elif verdict:
-                self.report.n_verified += 1
-            else:
-                self.report.n_contradicted += 1
-                if self.report.first_failure is None:
-                    self.report.first_failure = f"{claim.kind} claim {claim.text!r} contradicts the trace"
-                    self.report.failure_step = self.events[self.cursor]["step"] if self.events else None
 
-    def _scan(self, claim: Claim, match: Callable[[Event], bool]) -> int | None:
+    def check(self, claim: Claim) -> bool | None:
+        """The claim's verdict (None: the trace cannot decide it), counted in the report."""
+        self.report.n_claims += 1
+        verdict = self.checks[claim.kind](claim) if self.events else False
+        if verdict is None:
+            self.report.n_unchecked += 1
+        elif verdict:
+            self.report.n_verified += 1
+        else:
+            self.report.n_contradicted += 1
+        return verdict
+
+    def step_now(self) -> int | None:
+        return self.events[self.cursor]["step"] if self.events else None
+
+    def _scan(self, claim: Claim, match: Callable[[Event], bool], move: bool = True) -> int | None:
         """The first event from the cursor on that matches; a claim about a step looks past a used step."""
         limit = 10**9 if claim.kind in _FREE_DEPTH else self.events[self.cursor]["depth"]
         end = -1 if self.step < 0 else len(self.events)
-        start = self.cursor + self.step if self.consumed and claim.kind != "change" else self.cursor
+        start = self.cursor + self.step if self.consumed and move and claim.kind != "change" else self.cursor
         for index in range(start, end, self.step):
             event = self.events[index]
             if event["depth"] <= limit and match(event):
                 return index
         return None
 
-    def _move(self, index: int | None) -> bool:
+    def _move(self, index: int | None, anchor: str = "step") -> bool:
         if index is None:
             return False
-        self.cursor = index
-        self.consumed = True
+        self.cursor, self.consumed, self.anchor = index, True, anchor
         return True
+
+    def _value_of(self, name: str) -> str | None:
+        """A variable's value as the text stands here: once the step it anchors has run (or, before any, at
+        the start of the call), else just before the cursor's step."""
+        if self.consumed or (self.step > 0 and self.cursor == 0):
+            return self.view.state_after(self.cursor, name)
+        return self.view.state_before(self.cursor, name)
+
+    def _evaluate(self, text: str) -> Any:
+        """A claimed expression's value here: raises UnknownName for a name the frame lacks, Unsupported for
+        what the restricted evaluator does not interpret."""
+        return evaluate(text, self._value_of)
 
     def _line(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
         if not self._quotes_line(claim, line):
             return False
-        return self._move(self._scan(claim, lambda e: e["line"] == line and e["event"] in ("line", "call", "return")))
+        return self._move(self._scan(claim, lambda e: e["line"] == line and e["event"] in ("line", "call", "return")),
+                          "line")
 
     def _quotes_line(self, claim: Claim, line: int) -> bool:
         """Code quoted with a line reference is that line's source (whitespace aside; `…` ends a shortened one)."""
@@ -231,28 +319,66 @@ class _Alignment:
 
     def _iteration(self, claim: Claim) -> bool:
         """An iteration is a visit of the loop header that goes on into the body (not the visit that exits)."""
-        line, visit = int(claim.fields["line"]), int(claim.fields["k"])
+        line, visit = int(claim.fields["line"]), number(claim.fields["k"])
         index = self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == visit)
         return self._move(index) and self.view.enters_body(index)
 
+    def _iterations(self, claim: Claim) -> bool:
+        """"Iterations K to M of the loop on line N": all those visits enter the body; the cursor stays."""
+        line, first, last = int(claim.fields["line"]), number(claim.fields["k"]), number(claim.fields["k2"])
+        index = self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == first, move=False)
+        return index is not None and first <= last <= self.view.loop_of[index].iterations
+
     def _loopcount(self, claim: Claim) -> bool:
-        line = int(claim.fields["line"])
-        index = self._scan(claim, lambda e: e["line"] == line and "loop_iter" in e)
-        return self._move(index) and self.view.loop_of[index].iterations == int(claim.fields["n"])
+        line = int(claim.fields["line"]) if "line" in claim.fields else None
+        index = self._scan(claim, lambda e: "loop_iter" in e and line in (None, e["line"]))
+        return self._move(index) and self.view.loop_of[index].iterations == number(claim.fields["n"])
 
     def _condition(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
         if not self._quotes_line(claim, line):
             return False
         index = self._scan(claim, lambda e: e["line"] == line and e["event"] == "line")
-        return self._move(index) and self.view.branch_taken(index) is (claim.fields["truth"] == "True")
+        truth = claim.fields["truth"]
+        self.truth = truth in _HOLDS or truth.endswith(("True", "true"))
+        return self._move(index) and self.view.branch_taken(index) is self.truth
+
+    def _effect(self, claim: Claim) -> bool | None:
+        """"So the branch runs": agrees with the condition just claimed (nothing to agree with: unchecked)."""
+        if self.truth is None:
+            return None
+        return (claim.fields["effect"] in _TAKEN) is self.truth
 
     def _result(self, claim: Claim) -> bool:
-        """A stated result, output or target of the call is its output; the cursor stays where it is."""
+        """A stated result, output or conclusion of the call is its output; the cursor stays where it is."""
         return same_value(claim.fields["result"], self.call.output)
 
+    def _target(self, claim: Claim) -> bool:
+        """A restated target of backward reasoning: the entry point and its output."""
+        return _named(self.call.entry_point, claim.fields["func"]) and self._result(claim)
+
+    def _input(self, claim: Claim) -> bool:
+        """A stated input (and what it gives): the call's own."""
+        return self._gives(claim.fields["args"], claim)
+
+    def _invocation(self, claim: Claim) -> bool | None:
+        """`f(<args>)`: the entry point called with the call's input (giving its output, when one is stated);
+        a call of another function is not checked."""
+        text = claim.fields["call"]
+        try:
+            node = ast.parse(text, mode="eval").body
+        except (SyntaxError, ValueError, RecursionError):
+            return None
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == self.call.entry_point):
+            return None
+        return self._gives(arguments_text(node, text), claim)
+
+    def _gives(self, args: str, claim: Claim) -> bool:
+        return same_arguments(args, self.call.input) and ("result" not in claim.fields or self._result(claim))
+
     def _change(self, claim: Claim) -> bool | None:
-        name, value = claim.fields["name"], claim.fields["value"]
+        name = claim.fields["name"]
         if self.consumed:  # right after a claim about a step, a change belongs to that very step
             index = self.cursor if name in self.events[self.cursor].get("changes", {}) else None
         else:
@@ -260,46 +386,99 @@ class _Alignment:
         if index is None:
             return False
         if index != self.cursor:
-            self.cursor, self.consumed = index, False
+            self.cursor, self.consumed, self.anchor = index, False, "change"
         traced = self.events[index]["changes"][name]
+        self.report.covered.add((index, name))
+        if "deleted" in claim.fields or "cut" in claim.fields:  # "`x` is deleted", "`x` changes (… too long …)"
+            return traced is None if "deleted" in claim.fields else traced is not None and traced.endswith("…")
         if traced is not None and traced.endswith("…"):
             return None
-        self.report.covered.add((index, name))
-        return same_value(value, traced)
+        return same_value(claim.fields["value"], traced)
 
-    def _state(self, claim: Claim) -> bool:
-        name = claim.fields["sname"]
-        return same_value(claim.fields["svalue"], self.view.state_before(self.cursor, name))
+    def _state(self, claim: Claim) -> bool | None:
+        """`x` is `v` (or an expression: `x[0]` is `v`): its value here."""
+        subject, claimed = claim.fields["sname"], claim.fields["svalue"]
+        if subject.isidentifier() and subject not in ("True", "False", "None"):
+            traced = self._value_of(subject)
+            if traced is None or traced.endswith("…"):
+                return None if traced else False
+            if self.consumed and subject in self.events[self.cursor].get("changes", {}):
+                self.report.covered.add((self.cursor, subject))
+            return same_value(claimed, traced)
+        return self._same_evaluated(subject, claimed)
+
+    def _same_evaluated(self, expression: str, claimed: str) -> bool | None:
+        try:
+            value = self._evaluate(expression)
+        except UnknownName:
+            return False
+        except Unsupported:
+            return None
+        return same_value(claimed, render(value)[0])
+
+    def _final(self, claim: Claim) -> bool | None:
+        """"`x` ends up as `v`": the last value x takes in the entry function; the cursor stays."""
+        traced = self.view.final_value(claim.fields["name"])
+        if traced is not None and traced.endswith("…"):
+            return None
+        return same_value(claim.fields["value"], traced)
+
+    def _length(self, claim: Claim) -> bool | None:
+        return self._same_evaluated(f"len({claim.fields['name']})", str(number(claim.fields["n"])))
 
     def _compare(self, claim: Claim) -> bool | None:
-        """`a OP b is T`: each side a literal or a variable's value before the current step."""
-        sides = []
-        for text in (claim.fields["left"], claim.fields["right"]):
-            if text.isidentifier() and text not in ("True", "False", "None"):
-                text = self.view.state_before(self.cursor, text)
-                if text is None:  # a name the frame does not hold here
-                    return False
-            try:
-                sides.append(parse_literal(text or ""))
-            except ValueError:
-                return None
+        """`a OP b is T`: each side a literal, a variable's value here, or an expression of those."""
         try:
-            outcome = _COMPARE[claim.fields["op"]](*sides)
+            left, right = (self._evaluate(claim.fields[side]) for side in ("left", "right"))
+        except UnknownName:
+            return False
+        except Unsupported:
+            return None
+        try:
+            outcome = _COMPARE[claim.fields["op"]](left, right)
         except (TypeError, RecursionError):
             return False
-        return outcome is (claim.fields["ctruth"] == "True")
+        return outcome is (claim.fields["ctruth"] in ("True", "true"))
 
-    def _returns(self, claim: Claim) -> bool:
-        func = claim.fields["func"]
+    def _returns(self, claim: Claim) -> bool | None:
+        func = claim.fields.get("func", self.call.entry_point)
         index = self._scan(claim, lambda e: e["event"] == "return" and _named(e["func"], func))
-        return self._move(index) and same_value(claim.fields["rvalue"], self.events[index].get("value"))
+        if not self._move(index):
+            return False
+        event = self.events[index]
+        line = int(claim.fields.get("rline", event["line"]))
+        if line != event["line"] or not self._quotes_line(claim, line):
+            return False
+        value = event.get("value")
+        if "cut" in claim.fields:
+            return value is not None and value.endswith("…")
+        return same_value(claim.fields["rvalue"], value)
 
-    def _calls(self, claim: Claim) -> bool:
+    def _calls(self, claim: Claim) -> bool | None:
+        """A call of a function the code defines is found in the trace; one of a built-in or a method (not
+        traced) must be made by the statement at the cursor."""
         func = claim.fields["func"]
-        return self._move(self._scan(claim, lambda e: e["event"] == "call" and _named(e["func"], func)))
+        if func.split(".")[0] in self.view.structure.functions or func.startswith("<"):
+            def called(event: Event) -> bool:
+                return event["event"] == "call" and _named(event["func"], func)
+
+            # "at line 1, `f` was called": the line claim found the call already
+            here = self.consumed and self.anchor in ("line", "after") and called(self.events[self.cursor])
+            index = self.cursor if here else self._scan(claim, called)
+            if not self._move(index):
+                return False
+            return "noargs" not in claim.fields or not self.events[index].get("changes")
+        if "noargs" in claim.fields:
+            return None
+        line = self.events[self.cursor]["line"]
+        return func.rsplit(".", 1)[-1] in self.view.structure.calls.get(line, ())
 
     def _raises(self, claim: Claim) -> bool:
-        exc = claim.fields["exc"]
+        """An exception raised; with a function named, one that ended that function's frame."""
+        exc, func = claim.fields["exc"], claim.fields.get("func")
+        if func is not None:
+            return self._move(self._scan(claim, lambda e: e["event"] == "return" and e.get("raised") == exc
+                                         and _named(e["func"], func)))
         return self._move(self._scan(claim, lambda e: e["event"] == "exception" and e["exc_type"] == exc))
 
     def _comprehension(self, claim: Claim) -> bool:

@@ -20,6 +20,9 @@ class Structure:
     statements: dict[int, int]  # a later line of a multi-line statement (or header) -> its first line
     condition_names: dict[int, list[str]]  # `if`/`elif`/`while` line -> the names its condition reads
     comparisons: dict[int, tuple[str, str, str]]  # such a line whose condition is `a OP b` -> (a, OP, b)
+    names: frozenset[str]  # every name the code uses: variables, parameters, functions, attributes
+    functions: frozenset[str]  # the functions the code defines
+    calls: dict[int, frozenset[str]]  # line -> what its statement calls (`len`, `append`, `str.join`, ...)
 
 
 @lru_cache(maxsize=256)
@@ -29,7 +32,8 @@ def structure(code: str) -> Structure:
     statements: dict[int, int] = {}
     condition_names: dict[int, list[str]] = {}
     comparisons: dict[int, tuple[str, str, str]] = {}
-    for node in _statements(ast.parse(code).body):
+    tree = ast.parse(code)
+    for node in _statements(tree.body):
         if isinstance(node, ast.For | ast.AsyncFor | ast.While):
             loops[node.lineno] = node.end_lineno or node.lineno
         if isinstance(node, ast.If | ast.While) and node.body:
@@ -43,7 +47,26 @@ def structure(code: str) -> Structure:
         last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
         for line in range(node.lineno + 1, last + 1):
             statements.setdefault(line, node.lineno)
-    return Structure(loops, branches, statements, condition_names, comparisons)
+    names, functions, calls = _names(tree)
+    return Structure(loops, branches, statements, condition_names, comparisons, names, functions, calls)
+
+
+def _names(tree: ast.Module) -> tuple[frozenset[str], frozenset[str], dict[int, frozenset[str]]]:
+    names: set[str] = set()
+    functions: set[str] = set()
+    calls: dict[int, set[str]] = {}
+    for node in ast.walk(tree):
+        match node:
+            case ast.Name(id=name) | ast.arg(arg=name) | ast.Attribute(attr=name):
+                names.add(name)
+            case ast.FunctionDef(name=name) | ast.AsyncFunctionDef(name=name) | ast.ClassDef(name=name):
+                names.add(name)
+                functions.add(name)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute):
+            called = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                calls.setdefault(line, set()).add(called)
+    return frozenset(names), frozenset(functions), {line: frozenset(c) for line, c in calls.items()}
 
 
 def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
@@ -135,6 +158,19 @@ class TraceView:
         frame = self.events[index]["frame"]
         for event in reversed(self.events[:index]):
             if event["frame"] == frame and name in event.get("changes", {}):
+                return event["changes"][name]
+        return None
+
+    def state_after(self, index: int, name: str) -> str | None:
+        """The value text `name` holds in the frame of event `index`, once that event's step has run."""
+        changes = self.events[index].get("changes", {})
+        return changes[name] if name in changes else self.state_before(index, name)
+
+    def final_value(self, name: str) -> str | None:
+        """The value text `name` last took in the entry function's frame."""
+        top = self.events[0]["frame"] if self.events else None
+        for event in reversed(self.events):
+            if event["frame"] == top and name in event.get("changes", {}):
                 return event["changes"][name]
         return None
 
