@@ -16,10 +16,16 @@ VERIFICATION = pa.struct([
     ("n_verified", pa.int32()),
     ("n_contradicted", pa.int32()),
     ("n_unchecked", pa.int32()),
+    ("n_unverifiable", pa.int32()),
     ("coverage", pa.float32()),
+    ("unverified_share", pa.float32()),
     ("answer_ok", pa.bool_()),
     ("first_failure", pa.string()),
     ("failure_step", pa.int32()),
+    # Each sentence of the CoT: its character span, the kinds of claim it makes ("prose": none), its verdict
+    # (verified, contradicted, unchecked, unverifiable, content-free) and the trace step it was checked at.
+    ("sentences", pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()), ("kind", pa.string()),
+                                      ("verdict", pa.string()), ("step", pa.int32())]))),
 ])
 PLACEMENT = pa.list_(pa.struct([("stage", pa.string()), ("node", pa.string())]))
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))

@@ -133,6 +133,7 @@ class NarratorConfig:
 class VerifierConfig:
     min_coverage: float = 0.5
     min_claims: int = 1
+    strict: bool = True  # reject a CoT with any sentence that is unchecked or unverifiable, not only contradicted
 
 
 @dataclass

@@ -184,9 +184,11 @@ def predictions(bench: str, answers: dict[str, list[str]]) -> dict[str, list[str
 
 def faithfulness(data: dict[str, dict[str, Any]], answers: dict[str, list[str]],
                  results: dict[str, list[bool]]) -> dict[str, Any]:
-    """faithful@1 for output prediction with CoT: the first answer is correct and no claim of its reasoning
-    contradicts the real trace — the first answers run through `tracecot verify`'s own stages (traced in the
-    sandbox, checked by the verifier), in this process."""
+    """faithful@1 for output prediction with CoT: the first answer is correct and the verifier accepts its
+    reasoning — every sentence checked against the real trace or content-free, as for tracecot's own records
+    (only the minimum coverage and claim count are waived). The first answers run through `tracecot verify`'s
+    own stages (traced in the sandbox), in this process. `uncontradicted@1` is the weaker figure: correct, and
+    no claim found false (unverifiable sentences allowed)."""
     correct = [i for i, texts in answers.items() if texts and results[i] and results[i][0]]
     lines = [json.dumps({"id": i, "code": data[i]["code"], "entry_point": "f", "input": data[i]["input"],
                          "output": data[i]["output"], "cot": answers[i][0], "direction": "forward"}) for i in correct]
@@ -194,10 +196,14 @@ def faithfulness(data: dict[str, dict[str, Any]], answers: dict[str, list[str]],
                                 "verifier.min_claims": 0})
     reports = [row["verification"] for batch in run_local(steps(config, "eval", frozenset(), "verify"), lines)
                for row in batch.to_pylist() if row.get("verification")]
-    faithful = sum(report["n_contradicted"] == 0 for report in reports)
+    faithful = sum(bool(report["passed"]) for report in reports)
+    uncontradicted = sum(report["n_contradicted"] == 0 for report in reports)
     total = len(answers)
     return {"faithful@1": round(100.0 * faithful / total, 4) if total else 0.0,
+            "uncontradicted@1": round(100.0 * uncontradicted / total, 4) if total else 0.0,
             "correct_but_unfaithful_share": round((len(correct) - faithful) / len(correct), 4) if correct else 0.0,
+            "unverified_share": round(sum(r["unverified_share"] for r in reports) / len(reports), 4)
+            if reports else 0.0,
             "claims_checked": sum(report["n_claims"] for report in reports)}
 
 

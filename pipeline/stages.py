@@ -74,9 +74,7 @@ def steps(config: RunConfig, source: str, done: Container[str], mode: str = "nar
                     config.ray.batch_size, pool, resources=on_executors))
     if mode == "narrate":
         out.append(narrate_step(config))
-    out.append(Step(VerifyStage, {**sandbox, "min_coverage": config.verifier.min_coverage,
-                                  "min_claims": config.verifier.min_claims,
-                                  "full_iterations": config.narrator.full_iterations},
+    out.append(Step(VerifyStage, {**sandbox, **verifier_args(config)},
                     config.ray.batch_size, pool, resources=on_executors))
     return out
 
@@ -109,10 +107,15 @@ def narrate_step(config: RunConfig) -> Step:
     return Step(ModelNarrateStage, {
         "backend": narrator.name, "model": narrator.content()["model"], "sampling": sampling, "options": options,
         "retries": narrator.retries, "timeout_s": narrator.timeout_s,
-        "prompt_budget_chars": narrator.prompt_budget_chars, "min_coverage": config.verifier.min_coverage,
-        "min_claims": config.verifier.min_claims, "full_iterations": narrator.full_iterations},
+        "prompt_budget_chars": narrator.prompt_budget_chars, **verifier_args(config)},
         narrator.batch_size, (actors.min, actors.max), cpus=actors.cpus, gpus=actors.gpus, resources=on_narrators,
         tasks_in_flight=actors.batches_in_flight)
+
+
+def verifier_args(config: RunConfig) -> dict[str, Any]:
+    """How the verify stage and the model narrators (which verify to retry) check a CoT."""
+    return {"min_coverage": config.verifier.min_coverage, "min_claims": config.verifier.min_claims,
+            "strict": config.verifier.strict, "full_iterations": config.narrator.full_iterations}
 
 
 def sink_step(config: RunConfig, run_id: str) -> Step:

@@ -31,6 +31,10 @@ KINDS: dict[str, tuple[str, _Edit]] = {
     "wrong_answer": (r"(\[ANSWER\]assert .*?\) == )(.+?)(\[/ANSWER\])",
                      lambda m: f"{m.group(1)}{_bump(m.group(2))}{m.group(3)}"),
     "wrong_variable": (r"`(\w+)`( (?:becomes|is set to|=) `[^`]+`)", lambda m: f"`{m.group(1)}_`{m.group(2)}"),
+    "misquoted_code": (r"([Ll]ine \d+ \(`)([^`]+)(`\))", lambda m: f"{m.group(1)}{m.group(2)} + 0{m.group(3)}"),
+    "wrong_line": (r"([Ll]ine )(\d+)( \(`)", lambda m: f"{m.group(1)}{int(m.group(2)) + 1}{m.group(3)}"),
+    "wrong_target": (r"((?:makes `\w+` produce|to the output) )`([^`]+)`", _value),
+    "wrong_backward_input": (r"((?:was called with|must have had) `\w+` = )`([^`]+)`", _value),
 }
 ALL_KINDS = (*KINDS, "skipped_iteration")
 

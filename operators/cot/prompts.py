@@ -36,16 +36,19 @@ def messages(prompt: str, cot: str) -> list[dict[str, str]]:
 
 # Prompts for model narrators (the backends come with the LLM narrator issue): the model sees the trace and
 # is told to state values in the claim forms the verifier checks (operators/cot/claims.py).
-TEACHER_PROMPT_VERSION = "1"
+TEACHER_PROMPT_VERSION = "2"
 
-_RULES = """Write the reasoning a careful teacher would give, step by step, in plain sentences.
-State every value you rely on in one of these checkable forms, with values in backticks:
-- "Line N (`code`): `x` becomes `value`."  (the step on line N changes x)
-- "Iteration K of the loop on line N: `i` becomes `value`."
-- "The condition on line N (`code`) is True" (or False)
-- "The loop on line N finishes after K iterations."
-- "This calls `g` with `a` = `value`."  and  "`g` returns `value`."
-Only state values that appear in the trace. End with exactly one line:
+_RULES = """Write the reasoning a careful teacher would give, step by step, one fact per sentence.
+A checker compares every sentence with the trace: a sentence that states anything (a value, a number, a
+variable, a line, a loop, a condition, the input or the output) must say it in one of these forms, and a
+sentence in no form must state nothing at all ("Let's go through it."). Values go in backticks.
+- "Line N (`code`): `x` becomes `value`."  or  "After line N, `x` is `value`."  (x is now / holds / is set to)
+- "Iteration K of the loop on line N: `i` is `value`."
+- "The condition on line N (`code`) is True." (or False; "holds" / "fails"), "so the branch runs" / "is skipped"
+- "The loop on line N finishes after K iterations."  (K in digits or words: "runs twice")
+- "This calls `g`."  "`g` returns `value`."  "`len(s)` is `3`."  "`s[0]` == `'a'` is True."
+- "So the output is `value`."  and, for an input: "So the input `args` gives `value`."
+Only state what the trace shows; no summaries in other words. End with exactly one line:
 [ANSWER]assert {call} == {result}[/ANSWER]"""
 
 _TEACHER = """{task}

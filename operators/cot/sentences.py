@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from operators.cot.claims import NUMBER_WORDS, ORDINALS, QUOTED
 
+_STRING = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|\"[^\"\n]*\"")  # a bare string value ('Let\'s' is no string)
 _END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[A-Za-z_][\w']*")
 # Words that state a fact about the run (besides numbers and the code's own names).
@@ -28,7 +29,8 @@ FACT_WORDS = frozenset({
     "decrements", "decremented", "appends", "appended", "adds", "added", "removes", "removed", "doubles", "doubled",
     "reverses", "reversed", "sorted", "sorts", "counts", "counted", "contains", "contained", "skip", "skips",
     "skipped", "holds", "held", "becomes", "became", "positive", "negative", "maximum", "minimum", "max", "min",
-    "sum", "total",
+    "sum", "total", "change", "changes", "changed", "stay", "stays", "remain", "remains", "never", "always",
+    "throughout", "updated", "assigned", "increases", "decreases", "grows", "shrinks", "multiplied", "divided",
 })
 NUMBERS = frozenset(word for phrase in NUMBER_WORDS for word in phrase.split() if word not in ("a", "no")) \
     | frozenset(ORDINALS) | {"half", "double", "triple", "dozen", "single", "last"}
@@ -37,14 +39,14 @@ _GLUE = re.compile(r"\bthe return statement\b|\bstep by step\b|\bline by line\b|
                    r"|^\s*(?:first|second|third|finally|lastly|last|next|then)(?:ly)?,", re.I)
 # Short English words that are also common variable names: in prose they are words, not names.
 _ENGLISH = frozenset({
-    "a", "i", "an", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me", "my", "no", "of", "on",
+    "a", "an", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me", "my", "no", "of", "on",
     "or", "so", "to", "up", "us", "we",
 })
 
 
 def split(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each sentence of `text`; a quoted value's full stops do not end a sentence."""
-    masked = QUOTED.sub(lambda m: "x" * len(m.group(0)), text)
+    masked = _STRING.sub(lambda m: "x" * len(m.group(0)), QUOTED.sub(lambda m: "x" * len(m.group(0)), text))
     start = 0
     for boundary in _END.finditer(masked):
         if masked[start:boundary.start()].strip():
@@ -68,5 +70,5 @@ def fact_in(rest: str, names: frozenset[str]) -> str | None:
         lower = word.lower()
         if lower in FACT_WORDS or lower in NUMBERS or (word in names and word not in _ENGLISH):
             return word
-    string = re.search(r"(?<!\w)'[^'\n]+'(?!\w)|\"[^\"\n]+\"", rest)
+    string = _STRING.search(rest)
     return string.group(0) if string else None

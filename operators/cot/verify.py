@@ -362,17 +362,18 @@ class _Alignment:
         return self._gives(claim.fields["args"], claim)
 
     def _invocation(self, claim: Claim) -> bool | None:
-        """`f(<args>)`: the entry point called with the call's input (giving its output, when one is stated);
-        a call of another function is not checked."""
+        """`f(<args>)`: the entry point called with the call's input (giving its output, when one is stated).
+        Any other call (`len(s)` is `3`) is an expression, evaluated on the traced values."""
         text = claim.fields["call"]
         try:
             node = ast.parse(text, mode="eval").body
         except (SyntaxError, ValueError, RecursionError):
             return None
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id == self.call.entry_point):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == self.call.entry_point:
+            return self._gives(arguments_text(node, text), claim)
+        if "result" not in claim.fields:
             return None
-        return self._gives(arguments_text(node, text), claim)
+        return self._same_evaluated(text, claim.fields["result"])
 
     def _gives(self, args: str, claim: Claim) -> bool:
         return same_arguments(args, self.call.input) and ("result" not in claim.fields or self._result(claim))

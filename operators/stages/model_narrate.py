@@ -48,7 +48,8 @@ class ModelNarrateStage(RowStage):
 
     def __init__(self, backend: str, model: str | None, sampling: Sampling, options: dict[str, Any],
                  retries: int = 1, timeout_s: float = 600.0, prompt_budget_chars: int = 6000,
-                 min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2) -> None:
+                 min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2,
+                 strict: bool = True) -> None:
         self.settings = (backend, model, sampling, options)
         self.backend: Backend | None = None
         self.broken = ""  # why the engine could not start: its items are rejected, the run goes on
@@ -57,7 +58,7 @@ class ModelNarrateStage(RowStage):
         self.retries = retries
         self.timeout_s = timeout_s
         self.budget = prompt_budget_chars
-        self.verifier = Verifier(min_coverage, min_claims, full_iterations)
+        self.verifier = Verifier(min_coverage, min_claims, full_iterations, strict)
         self._watchdog = ThreadPoolExecutor(max_workers=1)
 
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -135,10 +136,11 @@ class ModelNarrateStage(RowStage):
 
 
 def _feedback(narration: _Narration, report: Report) -> str:
-    """What the model is told after a rejected attempt: the first failing claim and the trace step it contradicts."""
+    """What the model is told after a rejected attempt: the first failing sentence, what is wrong with it, and
+    the trace step it was checked at."""
     step = report.failure_step
     where = f" The trace at that step: {render_event(narration.call.events[step])}." \
         if step is not None and 0 <= step < len(narration.call.events) else ""
     return (f"A checker compared your reasoning with the real execution and found a problem: "
-            f"{report.first_failure}.{where} Write the whole reasoning again, correcting it, in the same "
-            f"checkable forms, and end with the [ANSWER] line.")
+            f"{report.first_failure}.{where} Write the whole reasoning again, correcting it; state every fact in "
+            f"the checkable forms and nothing else, and end with the [ANSWER] line.")

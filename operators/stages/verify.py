@@ -27,8 +27,8 @@ class VerifyStage(RowStage):
     placement = Placement(cpus=0.25, on_executor_nodes=True)  # backward answers run in the sandbox
 
     def __init__(self, min_coverage: float = 0.5, min_claims: int = 1, full_iterations: int = 2,
-                 limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
-        self.verifier = Verifier(min_coverage, min_claims, full_iterations)
+                 strict: bool = True, limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
+        self.verifier = Verifier(min_coverage, min_claims, full_iterations, strict)
         self.limits = limits
         self.require = require
         self._sandbox: Sandbox | None = None
