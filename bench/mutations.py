@@ -38,7 +38,7 @@ def main() -> None:
     caught: Counter[str] = Counter()
     escaped: dict[str, str] = {}
     words, coverage = [], []
-    narrate_verify_s = 0.0
+    narrate_verify_s = verify_cpu_s = 0.0
     with Sandbox() as sandbox:
         for row in rows:
             result = sandbox.run({"code": row["code"], "entry_point": "f", "input": row["input"]})
