@@ -6,6 +6,7 @@ import pytest
 from test_trace_model import LOOP, trace
 
 from operators.cot.claims import answer, body, extract, quote
+from operators.cot.sentences import split
 from operators.cot.verify import Verifier
 from operators.trace.events import TracedCall
 
@@ -108,3 +109,77 @@ def test_a_backward_target_must_be_the_output():
         "f", "[1, 2, 3]", "5")
     assert Verifier(min_coverage=0).check("backward", cot.format(5), call)[0].passed
     assert not Verifier(min_coverage=0).check("backward", cot.format(6), call)[0].passed
+
+
+# Sentence accounting: what a sentence says outside its claims must be nothing, or the CoT is not vouched for.
+
+@pytest.mark.parametrize("false", [
+    "It took 5 steps in all.",  # a number in prose
+    "That leaves total equal to 20.",  # a value in other words
+    "That is because `xs` is quite long.",  # a quoted name with no claim about it
+    "The variable x never changes.",  # a sweeping claim with a code name and no value
+    "The loop body never runs.",
+    "At this point total is ''.",  # an empty string written bare
+])
+def test_a_sentence_stating_what_no_claim_checks_rejects_the_cot(false):
+    report = check(FORWARD.replace("`f` returns `5`. ", f"`f` returns `5`. {false} "))
+    assert not report.passed and report.n_unverifiable == 1
+    assert "unverifiable" in [s.verdict for s in report.sentences] and false[:20] in report.first_failure
+
+
+def test_non_strict_mode_rejects_contradictions_only():
+    cot = FORWARD.replace("`f` returns `5`. ", "`f` returns `5`. It took 5 steps in all. ")
+    _, tracer = trace(LOOP, "f", [1, 2, 3])
+    call = TracedCall(LOOP, "f", "[1, 2, 3]", "5", tracer.events)
+    report, _ = Verifier(strict=False).check("forward", cot, call)
+    assert report.passed and report.unverified_share > 0
+    false = FORWARD.replace("`total` becomes `2`", "`total` becomes `3`")
+    assert not Verifier(strict=False).check("forward", false, call)[0].passed
+
+
+def test_every_sentence_gets_a_verdict_with_its_span():
+    cot = "Let's run it by hand. " + FORWARD
+    report = check(cot)
+    assert report.passed and report.unverified_share == 0.0
+    first, second = report.sentences[:2]
+    assert (first.kind, first.verdict) == ("prose", "content-free")
+    assert cot[second.start:second.end] == "Line 2 runs: `total` becomes `0`."
+    assert second.verdict == "verified" and second.kind == "line,change" and second.step is not None
+
+
+def test_a_quoted_value_is_never_split_or_read_as_claims():
+    sentences = list(split("`s` is `'I got 1. Then x is 2!'`. Next."))
+    assert len(sentences) == 2
+    assert [c.kind for c in extract("`s` is `'I got 1 and x becomes 2'`.")] == ["state"]
+
+
+@pytest.mark.parametrize("honest", [
+    "Line 5 runs and total is now 2.",  # other verbs, bare values
+    "After line 5 (`total += x`), `total` is `2`.",  # the value once the step has run
+    "Line 5 runs: `total` takes the value `2`.",
+    "Line 5 runs: `total` turns into 2.",
+])
+def test_honest_wording_of_a_change_verifies(honest):
+    report = check(FORWARD.replace("Line 5 runs: `total` becomes `2`.", honest))
+    assert report.passed, report.first_failure
+
+
+@pytest.mark.parametrize(("honest", "false"), [
+    ("The loop on line 3 runs three times.", "The loop on line 3 runs twice."),
+    ("The test on line 4 (`x > 1`) fails.", "The test on line 4 (`x > 1`) holds."),
+    ("So `total` ends up as `5`.", "So `total` ends up as `4`."),
+    ("`xs` has three elements.", "`xs` has four elements."),
+    ("`len(xs)` == `3` is true.", "`xs[0]` == `2` is True."),
+    ("`xs[1:]` is `[2, 3]`.", "`xs[::-1]` is `[1, 2, 3]`."),
+    ("So the final result is 5.", "So the final result is 6."),
+    ("Hence calling `f([1, 2, 3])` produces the required output.", "So `f([1, 2])` returns `5`."),
+])
+def test_wider_grammar_checks_both_ways(honest, false):
+    anchor = {"loop": "The loop on line 3 finishes after 3 iterations.",
+              "test": "The condition on line 4 (`x > 1`) is False."}
+    for text, ok in ((honest, True), (false, False)):
+        key = next((k for k in anchor if text.startswith(f"The {k}")), None)
+        ending = "`f` returns `5`. "
+        cot = FORWARD.replace(anchor[key], text, 1) if key else FORWARD.replace(ending, f"{ending}{text} ")
+        report = check(cot)
+        assert report.passed is ok, (text, report.first_failure)
