@@ -183,3 +183,37 @@ def test_wider_grammar_checks_both_ways(honest, false):
         cot = FORWARD.replace(anchor[key], text, 1) if key else FORWARD.replace(ending, f"{ending}{text} ")
         report = check(cot)
         assert report.passed is ok, (text, report.first_failure)
+
+
+@pytest.mark.parametrize("false", [
+    "It is untrue that line 5 (`total += x`) runs.",  # a negation around a true claim
+    "Line 6 is not executed at all.",
+    "The return statement is not reached.",
+    "After this nothing else happens.",
+    "`total` is `5`, in reverse order.",  # a qualifier after a true value
+    "`total` stays `5` from here on.",  # persistence in time
+    "So the call hands back a tuple.",  # a type in prose
+    "So the call hands back [].",  # an empty value, bare
+    "So the call hands back ‘5’.",  # curly quotes
+    "The loop on line four runs thrice.",  # a line number in words
+    "The con\u200bdition on line 4 is True.",  # a zero-width space inside a word
+    "`xs` has 3 words.",  # a length in the wrong unit
+    "`reversed(xs)` == `[3, 2, 1]` is True.",  # built-in semantics the evaluator must not bend
+])
+def test_facts_outside_the_claims_reject_the_cot_whatever_their_wording(false):
+    assert not check(FORWARD.replace("`f` returns `5`. ", f"`f` returns `5`. {false} ")).passed
+
+
+def test_a_branch_effect_is_checked_at_its_own_step():
+    stale = FORWARD.replace("The condition on line 4 (`x > 1`) is True. Line 5 runs",
+                            "The condition on line 4 (`x > 1`) is True. Line 3 runs, so the branch runs. Line 5 runs")
+    assert not check(stale).passed
+    told = FORWARD.replace("(`x > 1`) is True.", "(`x > 1`) is True, so the branch runs.")
+    assert check(told).passed
+
+
+def test_before_a_line_means_the_values_before_it():
+    before = "Before line 5 (`total += x`) runs, `total` is `{}`. Line 5 runs: `total` becomes `2`."
+    cot = FORWARD.replace("Line 5 runs: `total` becomes `2`.", before.format(0))
+    assert check(cot).passed
+    assert not check(FORWARD.replace("Line 5 runs: `total` becomes `2`.", before.format(2))).passed

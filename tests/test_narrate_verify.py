@@ -58,11 +58,12 @@ def test_planted_errors_are_rejected(sandbox, kind):
     applied = 0
     for problem in PROBLEMS:
         args, result = traced(sandbox, problem)
-        cot = narrate("forward", problem, args, result)
-        mutant = mutate(cot, kind, pick=len(cot))
-        if mutant is None:
-            continue
-        assert mutant != cot
-        assert not verify("forward", mutant, problem, args, result).passed, (problem["id"], mutant)
-        applied += 1
+        for direction in ("forward", "backward"):  # mutants keep the answer's input: the check alone decides
+            cot = narrate(direction, problem, args, result)
+            mutant = mutate(cot, kind, pick=len(cot))
+            if mutant is None:
+                continue
+            assert mutant != cot
+            assert not verify(direction, mutant, problem, args, result).passed, (problem["id"], mutant)
+            applied += 1
     assert applied >= 3

@@ -15,15 +15,19 @@ below (tried in this order; a span taken by one kind is not matched again):
   condition    "the condition on line 5 (`n > 2`) is True", "the test on line 5 fails"
   effect       "so the branch runs", "so we skip the body"       → agrees with the condition just claimed
   comprehension "the list comprehension on line 3 builds `v`"
+  before       "before line 5 runs"                            → that step, not yet run; values are those before it
   after        "after line 5 (`x += 1`)"                       → that step; values then are those after it
   line         "line 5", "line 5 (`x = 1`)", "on line 5, `x = 1` runs" → the next step runs line 5
   length       "`s` has 5 characters", "the length of `s` is 5"
+  initial      "initially, `x` is `v`", "`x` starts as `v`"    → x's first value in the entry function
   final        "`x` ends up as `v`", "in the end, `x` is `v`"  → x's last value in the entry function
   change       "`x` becomes `v`", "x is now 5", "sets `x` to `v`", "`x` = `v`" → x's next change is v
-  returns      "`g` returns `v` (at `return x`)", "the function returns `v`"
+  returns      "`g` returns `v` (at `return x`)", "the function returns `v`", "f outputs `v`"
   raises       "raises `ValueError`", "`f` stops there because of the `KeyError`"
   calls        "calls `g`", "the call of `f`", "`f` was called with", "this calls `len`"
   state        "`x` is `v`", "`x[0]` was `v`", "n holds 3"      → a value (or expression) at the current step
+No claim says "still", "stays", "remains", "never" or "not": such words are left in the sentence's rest, which
+must hold framing only (`operators.cot.sentences`), so a sentence using them is unverifiable.
   answer       "[ANSWER]assert f(<input>) == <output>[/ANSWER]"
 """
 
@@ -58,16 +62,21 @@ def _code(group: str = "code") -> str:
     return rf"(?:``\s(?P<{group}_qq>.+?)\s``|`(?P<{group}_q>[^`\n]+)`)"
 
 
+_NOT_NAMES = "(?:now|it|this|that|which|what|there|here|then|so|we|and|the|one|all|each|function|code|call|loop|line)"
+
+
 def _name(group: str) -> str:
     """A variable: quoted, or bare (the verifier then finds out whether the frame holds it)."""
-    return rf"(?:`(?P<{group}_q>[A-Za-z_]\w*)`|\b(?P<{group}_b>[A-Za-z_]\w*))"
+    return rf"(?:`(?P<{group}_q>[A-Za-z_]\w*)`|\b(?!{_NOT_NAMES}\b)(?P<{group}_b>[A-Za-z_]\w*))"
 
 
 _FUNC = r"`(?P<func>[A-Za-z_<][\w.<>]*)(?:\(\))?`"
 _LINE = r"line (?P<line>\d{1,9})"
-_CHANGE_VERBS = (r"(?:becomes|became|is set to|was set to|gets set to|is now|was now|now holds|now is|holds now"
+_CHANGE_VERBS = (r"(?:becomes|became|is set to|was set to|gets set to|is now equal to|now equals|is now|was now"
+                 r"|now holds|now is|holds now|gets the value|is assigned the value|is given the value"
+                 r"|receives the value"
                  r"|is updated to|was updated to|is reassigned to|was reassigned to|changes to|changed to"
-                 r"|takes the value|took the value|turns into|turned into|is assigned|was assigned|gets|got"
+                 r"|takes the value|took the value|turns into|turned into|is assigned|was assigned"
                  r"|goes to|went to|increases to|increased to|decreases to|decreased to|grows to|grew to"
                  r"|shrinks to|shrank to|is incremented to|is decremented to|=)")
 _GIVES = r"(?:gives|gave|produces|produced|returns|returned|yields|outputs|leads to|results in|evaluates to)"
@@ -98,17 +107,22 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
     ),
     "result": (
         r"(?:[Tt]he (?:final |required |expected |desired |returned )?(?:result|output|return value|answer)"
-        r"|\bproduces?|to the output) (?:is |would be |will be |should be |must be |equals |= )?"
+        r"|to the output) (?:is |would be |will be |should be |must be |equals |= )?"
         r"(?:therefore |thus |then |again |indeed )?" + _value("result"),
+        r"(?:[Ww]e get|[Ww]e obtain|[Ww]e end up with|[Tt]his gives|[Tt]hat gives) " + _value("result")
+        + r"(?=[.!]?\s*$)",
     ),
     "iterations": (
-        r"[Ii]terations (?P<k>" + _NUM + r") (?:to|through|and|-|–) (?P<k2>" + _NUM + r") of the loop on " + _LINE,
+        r"[Ii]terations (?P<k>" + _NUM + r") (?:to|through|and|-|–) (?P<k2>" + _NUM + r") of the loop on " + _LINE
+        + r"(?: are not told in full(?: either)?)?",
     ),
     "iteration": (
         r"(?:[Ii]teration|[Pp]ass) (?P<k>" + _NUM + r") of the loop on " + _LINE,
         r"(?P<kord>" + _ORD + r") (?:iteration|pass) of the loop on " + _LINE,
     ),
     "loopcount": (
+        r"[Aa]fter (?P<n>" + _NUM + r") iterations?,? the loop on " + _LINE
+        + r" (?:ends|ended|finishes|finished|stops|stopped|exits|exited)",
         r"loop on " + _LINE + r" (?:finishes|finished|ends|ended|stops|stopped|exits|exited|terminates|is done"
         r"|runs|ran|executes|executed|iterates|iterated|repeats|goes round)(?: after| for)? (?P<n>" + _NUM
         + r") (?:iterations?|times|passes|rounds|loops)",
@@ -131,19 +145,27 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"(?:(?:list|dict|set|generator) )?comprehension on " + _LINE + r" (?:builds|produces|gives|creates"
         r"|evaluates to|returns) " + _value("value"),
     ),
+    "before": (
+        r"[Bb]efore " + _LINE + r"(?: \(" + _code() + r"\))?(?: (?:runs|executes|is executed|ran))?",
+    ),
     "after": (
         r"[Aa]fter " + _LINE + r"(?: \(" + _code() + r"\))?(?: (?:runs|executes|is executed|has run))?",
     ),
     "line": (
         r"\b[Ll]ine (?P<line>\d{1,9})\b(?: \(" + _code() + r"\)|, " + _code("code2")
         + r" (?:runs|executes|is executed))?"
-        r"(?: (?:runs|executes|is executed|ran|was executed|is reached|comes next))?",
+        r"(?: (?:runs|executes|is executed|ran|was executed))?",
     ),
     "length": (
         r"`(?P<name>[^`\n]+)` (?:has|had|contains|contained|is made of|consists of) (?P<n>" + _NUM + r") "
-        r"(?:characters?|elements?|items?|letters?|entries|entry|keys?|values?|words?)",
+        r"(?P<unit>characters?|elements?|items?|entries|entry|keys?)\b",
         r"`(?P<name>[^`\n]+)` (?:has|had|is of) length (?P<n>" + _NUM + r")",
         r"[Tt]he length of `(?P<name>[^`\n]+)` (?:is|was|equals) (?P<n>" + _NUM + r")",
+    ),
+    "initial": (
+        r"(?:[Ii]nitially|[Aa]t the start|[Aa]t first),? " + _name("name") + r" (?:is|was|holds|equals) "
+        + _value("value"),
+        _name("name") + r" (?:starts|started) (?:out )?(?:as|at|with|equal to) " + _value("value"),
     ),
     "final": (
         _name("name") + r" (?:ends up (?:as|being|equal to|holding|with)?|finally (?:is|holds|becomes)|is finally"
@@ -157,8 +179,10 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"`(?P<name>[A-Za-z_]\w*)` (?:changes \((?P<cut>its value is too long to show)\)|(?P<deleted>is deleted))",
     ),
     "returns": (
-        r"(?:" + _FUNC + r"|[Tt]he (?:function|call)|[Ii]t)(?: (?:finally|then|now|therefore|thus))? (?:returns"
-        r"|returned|yields|yielded|gives back|gave back|will return|would return|ends by returning) "
+        r"(?:" + _FUNC + r"|[Tt]he (?:function|call)|[Ii]t|\b(?!" + _NOT_NAMES + r"\b)(?P<bfunc>[A-Za-z_]\w*))"
+        r"(?: (?:finally|then|now|therefore|thus))? (?:returns"
+        r"|returned|yields|yielded|gives back|gave back|will return|would return|ends by returning|outputs"
+        r"|produces|gives) "
         r"(?:" + _value("rvalue") + r"|(?P<cut>a value too long to show))"
         r"(?: (?:at|on|from|in) (?:line (?P<rline>\d{1,9})(?: \(" + _code() + r"\))?|" + _code("code2") + r"))?",
     ),
@@ -174,16 +198,14 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         _FUNC + r" (?:is|was|gets|got) called(?P<noargs> with no arguments)?",
     ),
     "state": (
-        r"`(?P<sname>[^`\n]+)` (?:is still|still holds|holds|is|was|equals|is equal to|remains|stays|==) "
-        + _value("svalue"),
-        r"\b(?P<sname>[A-Za-z_]\w*) (?:is still|still holds|holds|equals|is equal to|remains|stays) "
-        + _value("svalue"),
+        r"`(?P<sname>[^`\n]+)` (?:holds|is|was|equals|is equal to|==) " + _value("svalue"),
+        r"\b(?!" + _NOT_NAMES + r"\b)(?P<sname>[A-Za-z_]\w*) (?:holds|equals|is equal to) " + _value("svalue"),
     ),
 }.items()}
 ANSWER = re.compile(r"\[ANSWER\](?P<body>.*?)\[/ANSWER\]", re.S)
 QUOTED = re.compile(r"``\s.+?\s``|`[^`\n]+`")
 _BARE_WORDS = {"true": "True", "false": "False", "none": "None"}
-_SAME = {"code2": "code", "n2": "n", "weffect": "effect", "kord": "k"}  # alternatives of one field
+_SAME = {"code2": "code", "n2": "n", "weffect": "effect", "kord": "k", "bfunc": "func"}  # alternatives of one field
 
 
 @dataclass(frozen=True)

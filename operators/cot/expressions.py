@@ -33,7 +33,7 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len, "abs": abs, "min": min, "max": max, "sum": sum, "sorted": sorted, "str": str, "int": int,
     "float": float, "bool": bool, "list": list, "tuple": tuple, "set": set, "ord": ord, "chr": chr,
-    "round": round, "any": any, "all": all, "reversed": lambda x: list(reversed(x)),
+    "round": round, "any": any, "all": all,
 }
 _METHODS = {
     str: {"upper", "lower", "strip", "lstrip", "rstrip", "split", "count", "find", "index", "startswith",
@@ -132,8 +132,7 @@ class _Interpreter:
             raise Unsupported(f"method {method} is not evaluated")
         if method in ("replace", "join") and _grown_size(owner, args) > MAX_SIZE:
             raise Unsupported(f"{method} result too large")
-        result = self._guard(lambda: getattr(owner, method)(*args))
-        return list(result) if method in ("keys", "values", "items") else result
+        return self._guard(lambda: getattr(owner, method)(*args))
 
     @staticmethod
     def _guard(compute: Callable[[], Any]) -> Any:

@@ -92,7 +92,7 @@ class TemplateNarrator:
         top = call.events[0]["frame"]
         story.say(f"We need an input that makes `{entry_point}` produce {quote(output_text)}.",
                   f"We look for arguments that lead `{entry_point}` to the output {quote(output_text)}.")
-        story.say_prose("Let's work back from the return statement.", "We reason backwards from the end.")
+        story.say_prose("Let's work back from the end.", "We reason backwards from the end.")
         for index, skipped in self._backward_steps(view, top):
             if skipped is None:
                 self._backward_event(story, view, index)

@@ -245,11 +245,12 @@ class _Alignment:
         self.cursor = len(self.events) - 1 if backward else 0
         self.consumed = False  # the cursor's event was matched by a claim about a step; look past it
         self.anchor = "start"  # the kind of claim that moved the cursor last
-        self.truth: bool | None = None  # the last condition claimed, for "so the branch runs"
         self.checks: dict[str, Callable[[Claim], bool | None]] = {
-            "line": self._line, "after": self._line, "iteration": self._iteration, "iterations": self._iterations,
+            "line": self._line, "after": self._line, "before": self._before, "iteration": self._iteration,
+            "iterations": self._iterations,
             "loopcount": self._loopcount, "condition": self._condition, "effect": self._effect,
-            "change": self._change, "state": self._state, "final": self._final, "length": self._length,
+            "change": self._change, "state": self._state, "final": self._final, "initial": self._initial,
+            "length": self._length,
             "returns": self._returns, "calls": self._calls, "raises": self._raises,
             "comprehension": self._comprehension, "compare": self._compare, "result": self._result,
             "target": self._target, "input": self._input, "invocation": self._invocation,
@@ -289,7 +290,9 @@ class _Alignment:
 
     def _value_of(self, name: str) -> str | None:
         """A variable's value as the text stands here: once the step it anchors has run (or, before any, at
-        the start of the call), else just before the cursor's step."""
+        the start of the call), else — and after "before line N" — just before the cursor's step."""
+        if self.anchor == "before":
+            return self.view.state_before(self.cursor, name)
         if self.consumed or (self.step > 0 and self.cursor == 0):
             return self.view.state_after(self.cursor, name)
         return self.view.state_before(self.cursor, name)
@@ -305,6 +308,14 @@ class _Alignment:
             return False
         return self._move(self._scan(claim, lambda e: e["line"] == line and e["event"] in ("line", "call", "return")),
                           "line")
+
+    def _before(self, claim: Claim) -> bool:
+        """"Before line N runs": that step, not yet taken — values are those just before it, and the next claim
+        about a step may be that very step."""
+        if not self._line(claim):
+            return False
+        self.anchor, self.consumed = "before", False
+        return True
 
     def _quotes_line(self, claim: Claim, line: int) -> bool:
         """Code quoted with a line reference is that line's source (whitespace aside; `…` ends a shortened one)."""
@@ -340,14 +351,15 @@ class _Alignment:
             return False
         index = self._scan(claim, lambda e: e["line"] == line and e["event"] == "line")
         truth = claim.fields["truth"]
-        self.truth = truth in _HOLDS or truth.endswith(("True", "true"))
-        return self._move(index) and self.view.branch_taken(index) is self.truth
+        holds = truth in _HOLDS or truth.endswith(("True", "true"))
+        return self._move(index) and self.view.branch_taken(index) is holds
 
     def _effect(self, claim: Claim) -> bool | None:
-        """"So the branch runs": agrees with the condition just claimed (nothing to agree with: unchecked)."""
-        if self.truth is None:
+        """"So the branch runs": the branch at the step just claimed was taken (no such step: unchecked)."""
+        taken = self.view.branch_taken(self.cursor) if self.consumed else None
+        if taken is None:
             return None
-        return (claim.fields["effect"] in _TAKEN) is self.truth
+        return (claim.fields["effect"] in _TAKEN) is taken
 
     def _result(self, claim: Claim) -> bool:
         """A stated result, output or conclusion of the call is its output; the cursor stays where it is."""
@@ -424,8 +436,25 @@ class _Alignment:
             return None
         return same_value(claim.fields["value"], traced)
 
+    def _initial(self, claim: Claim) -> bool | None:
+        """"Initially, `x` is `v`": the first value x takes in the entry function; the cursor stays."""
+        traced = self.view.initial_value(claim.fields["name"])
+        if traced is not None and traced.endswith("…"):
+            return None
+        return same_value(claim.fields["value"], traced)
+
     def _length(self, claim: Claim) -> bool | None:
-        return self._same_evaluated(f"len({claim.fields['name']})", str(number(claim.fields["n"])))
+        """"`s` has 5 characters" (a string), "5 elements / items / entries" (a container), "5 keys" (a dict)."""
+        unit = claim.fields.get("unit", "")
+        try:
+            value = self._evaluate(claim.fields["name"])
+        except UnknownName:
+            return False
+        except Unsupported:
+            return None
+        kinds = {"c": str, "k": dict}.get(unit[:1], (list, tuple, set, frozenset, dict)) if unit else \
+            (str, list, tuple, set, frozenset, dict)
+        return isinstance(value, kinds) and len(value) == number(claim.fields["n"])
 
     def _compare(self, claim: Claim) -> bool | None:
         """`a OP b is T`: each side a literal, a variable's value here, or an expression of those."""
@@ -443,7 +472,16 @@ class _Alignment:
 
     def _returns(self, claim: Claim) -> bool | None:
         func = claim.fields.get("func", self.call.entry_point)
-        index = self._scan(claim, lambda e: e["event"] == "return" and _named(e["func"], func))
+
+        def returned(event: Event) -> bool:
+            return event["event"] == "return" and _named(event["func"], func)
+
+        # "So `f` returns `v`" again, right after the step that returned that value: the same return
+        here = self.events[self.cursor]
+        again = self.consumed and returned(here) and same_value(claim.fields.get("rvalue", ""), here.get("value"))
+        index = self.cursor if again else self._scan(claim, returned)
+        if index is None and func == self.call.entry_point and "rvalue" in claim.fields:
+            return same_value(claim.fields["rvalue"], self.call.output)  # the call's own return, restated
         if not self._move(index):
             return False
         event = self.events[index]

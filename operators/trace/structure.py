@@ -166,6 +166,14 @@ class TraceView:
         changes = self.events[index].get("changes", {})
         return changes[name] if name in changes else self.state_before(index, name)
 
+    def initial_value(self, name: str) -> str | None:
+        """The value text `name` first took in the entry function's frame."""
+        top = self.events[0]["frame"] if self.events else None
+        for event in self.events:
+            if event["frame"] == top and name in event.get("changes", {}):
+                return event["changes"][name]
+        return None
+
     def final_value(self, name: str) -> str | None:
         """The value text `name` last took in the entry function's frame."""
         top = self.events[0]["frame"] if self.events else None
