@@ -13,7 +13,7 @@ below (tried in this order; a span taken by one kind is not matched again):
   iteration    "iteration 3 of the loop on line 4", "the third pass of the loop on line 4"
   loopcount    "the loop on line 4 finishes after 3 iterations", "the loop runs twice"
   condition    "the condition on line 5 (`n > 2`) is True", "the test on line 5 fails"
-  effect       "so the branch runs", "so we skip the body"       → agrees with the condition just claimed
+  effect       "so the branch runs", "so we skip the body"       → the branch at the step just claimed
   comprehension "the list comprehension on line 3 builds `v`"
   before       "before line 5 runs"                            → that step, not yet run; values are those before it
   after        "after line 5 (`x += 1`)"                       → that step; values then are those after it
@@ -26,9 +26,9 @@ below (tried in this order; a span taken by one kind is not matched again):
   raises       "raises `ValueError`", "`f` stops there because of the `KeyError`"
   calls        "calls `g`", "the call of `f`", "`f` was called with", "this calls `len`"
   state        "`x` is `v`", "`x[0]` was `v`", "n holds 3"      → a value (or expression) at the current step
+  answer       "[ANSWER]assert f(<input>) == <output>[/ANSWER]"
 No claim says "still", "stays", "remains", "never" or "not": such words are left in the sentence's rest, which
 must hold framing only (`operators.cot.sentences`), so a sentence using them is unverifiable.
-  answer       "[ANSWER]assert f(<input>) == <output>[/ANSWER]"
 """
 
 from __future__ import annotations
