@@ -91,6 +91,12 @@ class Facts:
     def wrong_count(self, rng: random.Random) -> int:
         return rng.choice([n for n in range(0, 13) if n not in self.counts])
 
+    def absent_length(self, name: str, rng: random.Random) -> int | None:
+        """A length `name` never has (None: it has no length, or every small one)."""
+        lengths = self.lengths(name)
+        options = [k for k in range(0, 15) if k not in lengths]
+        return None if -1 in lengths or not options else rng.choice(options)
+
     def lengths(self, name: str) -> set[int]:
         out = set()
         for value in self.values.get(name, ()):
@@ -142,8 +148,8 @@ def value_in_other_words(cot: str, direction: str, facts: Facts, rng: random.Ran
 def prose_fact(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
     name = a_name(facts, rng)
     options = []
-    if name and -1 not in facts.lengths(name):
-        n = rng.choice([k for k in range(0, 15) if k not in facts.lengths(name)])
+    n = facts.absent_length(name, rng) if name else None
+    if n is not None:
         options += [f"This works because `{name}` contains {n} characters.", f"Note that {name} has {WORDS[n % 13]}"
                     " elements.", f"The length of {name} is {n} here."]
     if facts.loops:
@@ -193,9 +199,9 @@ def branch_in_other_words(cot: str, direction: str, facts: Facts, rng: random.Ra
 
 def expression(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
     name = a_name(facts, rng)
-    if name is None or -1 in facts.lengths(name):
+    n = facts.absent_length(name, rng) if name else None
+    if n is None:
         return None
-    n = rng.choice([k for k in range(0, 15) if k not in facts.lengths(name)])
     form = rng.choice([f"`len({name})` == `{n}` is True.", f"`len({name})` is `{n}`.",
                        f"`len({name}) > 100` is True."])
     return insert(cot, form, rng) if "100" not in form or max(facts.lengths(name)) <= 100 else None
@@ -304,9 +310,69 @@ def hidden_in_clause(cot: str, direction: str, facts: Facts, rng: random.Random)
     return " ".join(parts) + "\n\n" + tail
 
 
+def negated_truth(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
+    """A true sentence turned into its denial."""
+    parts, tail = sentences_of(cot)
+    places = [i for i, s in enumerate(parts) if "`" in s and s.endswith(".")]
+    if not places:
+        return None
+    at = rng.choice(places)
+    prefix = rng.choice(["It is untrue that ", "It is not the case that ", "Contrary to what one might think, not: "])
+    parts[at] = prefix + parts[at][0].lower() + parts[at][1:]
+    return " ".join(parts) + "\n\n" + tail
+
+
+def persistence(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
+    """"`x` stays `v` from here on" right after x took v, though x changes again later."""
+    parts, tail = sentences_of(cot)
+    places = [(i, m) for i, s in enumerate(parts)
+              for m in re.finditer(r"`(\w+)` (?:becomes|is set to|=) (`[^`]+`)", s)
+              if facts.final.get(m.group(1)) != m.group(2).strip("`") and direction == "forward"]
+    if not places:
+        return None
+    i, match = rng.choice(places)
+    parts.insert(i + 1, rng.choice([f"`{match.group(1)}` stays {match.group(2)} from here on.",
+                                    f"After this, `{match.group(1)}` remains {match.group(2)} until the end."]))
+    return " ".join(parts) + "\n\n" + tail
+
+
+def stale_effect(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
+    """A branch effect added to a step that is no condition."""
+    parts, tail = sentences_of(cot)
+    places = [i for i, s in enumerate(parts) if re.match(r"Line \d+ \(`[^`]+`\): ", s)
+              and not re.search(r"`(?:if|elif|while) ", s)]
+    if not places:
+        return None
+    at = rng.choice(places)
+    parts[at] = parts[at][:-1] + rng.choice([", so the branch runs.", ", so the branch is skipped."])
+    return " ".join(parts) + "\n\n" + tail
+
+
+def wrong_unit(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
+    """A true length in a unit that is not what `len` counts."""
+    names = [n for n in sorted(facts.values) if any(v.startswith("'") and " " in v for v in facts.values[n])]
+    if not names:
+        return None
+    name = rng.choice(names)
+    value = next(v for v in sorted(facts.values[name]) if v.startswith("'") and " " in v)
+    return insert(cot, f"At some point `{name}` has {len(parse_literal(value))} words.", rng)
+
+
+def disguised_words(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
+    """A false loop count with invisible or look-alike characters in its words."""
+    if not facts.loops:
+        return None
+    line, _ = facts.loops[0]
+    n = facts.wrong_count(rng)
+    form = rng.choice([f"The lo\u200bop on line {line} runs {n} times.", f"The lооp on line {line} runs {n} times.",
+                       f"The loop on line {line} runs {WORDS[n]}\u00a0times."])
+    return insert(cot, form, rng)
+
+
 FALSE: dict[str, Generator] = {g.__name__: g for g in (
     value_in_other_words, prose_fact, phantom_variable, wrong_variable, branch_in_other_words, expression,
-    false_summary, conclusion, backward_input, misquote, wrong_target, negation, vague_fact, hidden_in_clause)}
+    false_summary, conclusion, backward_input, misquote, wrong_target, negation, vague_fact, hidden_in_clause,
+    negated_truth, persistence, stale_effect, wrong_unit, disguised_words)}
 
 
 # Honest rewrites of the whole CoT: the same true statements in other words.
@@ -346,10 +412,9 @@ def true_length(cot: str, direction: str, facts: Facts, rng: random.Random) -> s
                 size = len(parse_literal(match.group(2)))
             except (ValueError, TypeError):
                 continue
+            unit = {str: "characters", dict: "entries"}.get(type(parse_literal(match.group(2))), "elements")
             parts.insert(i + 1, rng.choice([f"Now `len({match.group(1)})` is `{size}`.",
-                                            f"So `{match.group(1)}` has {size} elements."
-                                            if isinstance(parse_literal(match.group(2)), list) else
-                                            f"So `{match.group(1)}` has {size} characters."]))
+                                            f"So `{match.group(1)}` has {size} {unit}."]))
             return " ".join(parts) + "\n\n" + tail
     return None
 
@@ -369,6 +434,10 @@ HONEST: dict[str, Generator] = {
                            lambda m: f"So the final result is {quote(m.group(1) or m.group(2))}."),
     "after_line": _sub(r"Line (\d+) \((`[^`]+`)\): `(\w+)` (?:becomes|is set to|=) ",
                        lambda m: f"After line {m.group(1)} ({m.group(2)}), `{m.group(3)}` is "),
+    "more_verbs": _sub(r"`(\w+)` (?:becomes|is set to|=) ", lambda m: f"`{m.group(1)}` " + random.Random(
+        m.group(0)).choice(["now equals ", "gets the value ", "is assigned the value ", "changes to "])),
+    "restated_return": _sub(r"(?:So the output is|The result is therefore) (`[^`]+`)\.",
+                            lambda m: f"So the function returns {m.group(1)}."),
     "recap": recap,
     "true_length": true_length,
 }
