@@ -217,3 +217,50 @@ def test_before_a_line_means_the_values_before_it():
     cot = FORWARD.replace("Line 5 runs: `total` becomes `2`.", before.format(0))
     assert check(cot).passed
     assert not check(FORWARD.replace("Line 5 runs: `total` becomes `2`.", before.format(2))).passed
+
+
+@pytest.mark.parametrize("false", [
+    # a step claim after "iteration 1" may not skip to a later iteration (line 5 first runs in iteration 2)
+    "Iteration 1 of the loop on line 3: `x` becomes `1`. Line 5 runs: `total` becomes `2`.",
+    "Before line 2 runs, `total` becomes `0`.",  # a change cannot lie before the step it is said to precede
+    "Line 2 runs and we get `5`.",  # "the result" of a step is not the call's output
+    "The loop on line 3 finishes after 3 iterations. This loop runs 4 times.",  # a re-mention is the same loop
+])
+def test_claims_keep_to_the_step_the_text_is_at(false):
+    cot = ("Let's go. " + false + " " + answer("f", "[1, 2, 3]", "5"))
+    assert not Verifier(min_coverage=0).check("forward", cot, call_of([1, 2, 3]))[0].passed
+
+
+@pytest.mark.parametrize("answer_block", [
+    "[ANSWER]assert f([1, 2, 3]) == 5, 'f returns 6'[/ANSWER]",  # an assert message
+    "[ANSWER]assert f([1, 2, 3]) == 5  # f returns 6[/ANSWER]",  # a comment
+    "[ANSWER]assert f([1, 2, 3]) == 5; x = 6[/ANSWER]",  # a second statement
+])
+def test_the_answer_is_one_bare_assert(answer_block):
+    cot = FORWARD.replace(answer("f", "[1, 2, 3]", "5"), answer_block)
+    assert not check(cot).passed
+
+
+def test_a_literal_that_repeats_a_dict_key_is_not_the_value_it_collapses_to():
+    cot = FORWARD.replace("`total` becomes `0`", "`total` becomes `0`. Here `{1: 2, 1: 0}[1]` is `0`")
+    assert check(cot).passed
+    code = "def f(d):\n    d[1] = 2\n    return d\n"
+    _, tracer = trace(code, "f", {})
+    call = TracedCall(code, "f", "{}", "{1: 2}", tracer.events)
+    claim = "Line 2 runs: `d` becomes `VALUE`. " + answer("f", "{}", "{1: 2}")
+    assert Verifier(min_coverage=0).check("forward", claim.replace("VALUE", "{1: 2}"), call)[0].passed
+    assert not Verifier(min_coverage=0).check("forward", claim.replace("VALUE", "{1: 'x', 1: 2}"), call)[0].passed
+
+
+def test_honest_loop_and_condition_wording_verifies():
+    cot = FORWARD.replace("The condition on line 4 (`x > 1`) is True.",
+                          "On line 4, `x > 1` is True, so the branch runs.")
+    cot = cot.replace("The loop on line 3 finishes after 3 iterations.",
+                      "The loop on line 3 finishes after 3 iterations. This loop runs three times.")
+    report = check(cot)
+    assert report.passed, report.first_failure
+
+
+def call_of(xs: list[int]) -> TracedCall:
+    _, tracer = trace(LOOP, "f", xs)
+    return TracedCall(LOOP, "f", repr(xs), str(sum(x for x in xs if x > 1)), tracer.events)

@@ -10,7 +10,7 @@ below (tried in this order; a span taken by one kind is not matched again):
   target       "an input that makes `f` produce `True`"       → the output
   result       "the result is `v`", "so the output is v"      → the output
   iterations   "iterations 3 to 7 of the loop on line 4"      → those visits all enter the body
-  iteration    "iteration 3 of the loop on line 4", "the third pass of the loop on line 4"
+  iteration    "iteration 3 of the loop on line 4", "the third pass of the loop on line 4", "in iteration 2"
   loopcount    "the loop on line 4 finishes after 3 iterations", "the loop runs twice"
   condition    "the condition on line 5 (`n > 2`) is True", "the test on line 5 fails"
   effect       "so the branch runs", "so we skip the body"       → the branch at the step just claimed
@@ -55,14 +55,15 @@ def _value(group: str) -> str:
     """A value: backtick-quoted (`_q`, `_qq`) or a bare short literal (`_b`)."""
     return (rf"(?:``\s(?P<{group}_qq>.+?)\s``|`(?P<{group}_q>[^`\n]+)`"
             rf"|(?P<{group}_b>-?\d+(?:\.\d+)?(?![\w.]\w)|(?<!\w)(?:True|False|None|true|false|none)\b"
-            rf"|'[^'\n]{{0,80}}'|\"[^\"\n]{{0,80}}\"|\[[^\[\]`\n]{{0,80}}\]))")
+            rf"|'[^'\n]{{0,80}}'|\"[^\"\n]{{0,80}}\"|\[[^\[\]`\n]{{0,80}}\]|\{{[^{{}}`\n]{{0,80}}\}}))")
 
 
 def _code(group: str = "code") -> str:
     return rf"(?:``\s(?P<{group}_qq>.+?)\s``|`(?P<{group}_q>[^`\n]+)`)"
 
 
-_NOT_NAMES = "(?:now|it|this|that|which|what|there|here|then|so|we|and|the|one|all|each|function|code|call|loop|line)"
+_NOT_NAMES = ("(?:now|it|this|that|which|what|there|here|then|so|we|and|the|one|all|each|function|code|call|loop"
+              "|line)")
 
 
 def _name(group: str) -> str:
@@ -119,6 +120,8 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
     "iteration": (
         r"(?:[Ii]teration|[Pp]ass) (?P<k>" + _NUM + r") of the loop on " + _LINE,
         r"(?P<kord>" + _ORD + r") (?:iteration|pass) of the loop on " + _LINE,
+        r"\b(?:[Ii]teration|[Pp]ass) (?P<k>" + _NUM + r")\b",  # of the loop the text is in
+        r"(?P<kord>" + _ORD + r") (?:iteration|pass)\b",
     ),
     "loopcount": (
         r"[Aa]fter (?P<n>" + _NUM + r") iterations?,? the loop on " + _LINE
@@ -137,12 +140,12 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"|did not hold|is not satisfied|was not satisfied)",
     ),
     "effect": (
-        r"so (?:the (?P<what>" + _BRANCH + r") (?P<effect>runs|ran|is taken|was taken|is executed|was executed"
+        r"[Ss]o (?:the (?P<what>" + _BRANCH + r") (?P<effect>runs|ran|is taken|was taken|is executed|was executed"
         r"|is entered|was entered|is skipped|was skipped|is not taken|was not taken|is not executed"
         r"|was not executed)|we (?P<weffect>enter|skip) the " + _BRANCH + r")",
     ),
     "comprehension": (
-        r"(?:(?:list|dict|set|generator) )?comprehension on " + _LINE + r" (?:builds|produces|gives|creates"
+        r"(?:(?P<ckind>list|dict|set|generator) )?comprehension on " + _LINE + r" (?:builds|produces|gives|creates"
         r"|evaluates to|returns) " + _value("value"),
     ),
     "before": (
@@ -179,7 +182,8 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"`(?P<name>[A-Za-z_]\w*)` (?:changes \((?P<cut>its value is too long to show)\)|(?P<deleted>is deleted))",
     ),
     "returns": (
-        r"(?:" + _FUNC + r"|[Tt]he (?:function|call)|[Ii]t|\b(?!" + _NOT_NAMES + r"\b)(?P<bfunc>[A-Za-z_]\w*))"
+        r"(?:" + _FUNC + r"|(?P<subject>[Tt]he function|[Tt]he call|[Ii]t|[Tt]his)|\b(?!" + _NOT_NAMES
+        + r"\b)(?P<bfunc>[A-Za-z_]\w*))"
         r"(?: (?:finally|then|now|therefore|thus))? (?:returns"
         r"|returned|yields|yielded|gives back|gave back|will return|would return|ends by returning|outputs"
         r"|produces|gives) "

@@ -166,7 +166,7 @@ class TemplateNarrator:
         line = view.events[index]["line"]
         story.say(f"Iterations {view.visit[index] + 1} to {resume_position} of the loop on line {line} "
                   "are not told in full.")
-        story.say(f"When iteration {resume_position + 1} of the loop on line {line} begins, " + ", ".join(state) + ".")
+        story.say(_resume(resume_position + 1, line, state))
         return resume + 1
 
     def _comprehension(self, story: _Story, view: TraceView, index: int) -> None:
@@ -235,8 +235,7 @@ class TemplateNarrator:
         last = loop.iterations - self.full
         state = _state_after_skip(view, loop, header, loop.headers[last], at=header)
         story.say(f"Iterations {first} to {last} of the loop on line {loop.line} are not told in full either.")
-        if state:
-            story.say(f"When iteration {first} of the loop on line {loop.line} begins, " + ", ".join(state) + ".")
+        story.say(_resume(first, loop.line, state))  # claims about steps need an iteration claimed first
 
 
 _CONSTANTS = ("True", "False", "None")
@@ -279,6 +278,12 @@ def _literal(text: str) -> bool:
 
 def _times(n: int) -> str:
     return "1 iteration" if n == 1 else f"{n} iterations"
+
+
+def _resume(iteration: int, line: int, state: list[str]) -> str:
+    """The sentence that picks a loop up again after iterations told in summary, with the state then."""
+    return f"When iteration {iteration} of the loop on line {line} begins" + (", " + ", ".join(state) if state
+                                                                              else "") + "."
 
 
 def _state_after_skip(view: TraceView, loop: LoopInstance, start: int, end: int, at: int) -> list[str]:

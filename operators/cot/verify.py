@@ -33,7 +33,7 @@ from operators.cot.narrate import is_opaque
 from operators.cot.sentences import fact_in, split
 from operators.sandbox.calls import arguments_text
 from operators.trace.events import Event, TracedCall
-from operators.trace.structure import TraceView
+from operators.trace.structure import LoopInstance, TraceView
 from operators.trace.values import canonical, render
 
 VERIFIER_VERSION = "3"
@@ -43,6 +43,10 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
 }
 _FREE_DEPTH = ("calls", "returns", "comprehension", "raises")  # found by function name, at any depth
+_LOOP_KINDS = ("iteration", "iterations", "loopcount")  # claims that may leave the iteration the text is in
+# Claims a result claim may stand beside in one sentence; beside any other ("line 2 runs and we get `v`")
+# "the result" may mean that step's result, which is not what is checked.
+_RESULT_COMPANIONS = {"result", "target", "input", "invocation", "returns"}
 _HOLDS = ("holds", "held", "is met", "was met", "is satisfied", "was satisfied", "passes", "passed")
 _TAKEN = ("runs", "ran", "is taken", "was taken", "is executed", "was executed", "is entered", "was entered",
           "enter")
@@ -102,10 +106,14 @@ def parse_answer(cot: str) -> ParsedAnswer | None:
         return None
     body = matches[-1].group("body").strip()
     try:
-        test = ast.parse(body).body[0]
-    except (SyntaxError, IndexError, ValueError, RecursionError):
+        module = ast.parse(body)
+    except (SyntaxError, ValueError, RecursionError):
         return None
-    if not (isinstance(test, ast.Assert) and isinstance(test.test, ast.Compare) and len(test.test.ops) == 1
+    if len(module.body) != 1 or "#" in _code_only(body):  # one bare assert: no comment, no second statement
+        return None
+    test = module.body[0]
+    if not (isinstance(test, ast.Assert) and test.msg is None and isinstance(test.test, ast.Compare)
+            and len(test.test.ops) == 1
             and isinstance(test.test.ops[0], ast.Eq) and isinstance(test.test.left, ast.Call)
             and isinstance(test.test.left.func, ast.Name)):
         return None
@@ -135,10 +143,31 @@ def literal_arguments(args_text: str) -> bool:
 
 
 def same_value(claimed: str, traced: str | None) -> bool:
-    """A claimed value text matches the trace's canonical text (literals compared after canonicalising)."""
+    """A claimed value text matches the trace's canonical text (literals compared after canonicalising; a
+    literal that repeats a dict key or set element is not the value it collapses to)."""
     if traced is None:
         return False
-    return claimed.strip() == traced or canonical(claimed) == traced
+    return claimed.strip() == traced or (canonical(claimed) == traced and not _repeats(claimed))
+
+
+def _repeats(text: str) -> bool:
+    """Whether a literal's text repeats a key of one of its dicts or an element of one of its sets."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+        for node in ast.walk(tree):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts if isinstance(node, ast.Set) else None
+            if items is not None:
+                values = [ast.literal_eval(item) for item in items if item is not None]
+                if len({repr(v) for v in values}) < len(values) or len(set(values)) < len(values):
+                    return True
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return False
+    return False
+
+
+def _code_only(source: str) -> str:
+    """`source` with its string literals blanked, so a `#` left is a comment."""
+    return re.sub(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"", "''", source)
 
 
 class Verifier:
@@ -181,7 +210,9 @@ class Verifier:
         """Align one sentence's claims and give it a verdict."""
         sentence = text[start:end]
         claims = extract(sentence, start)
-        outcomes = [alignment.check(claim) for claim in claims]
+        alignment.start_sentence()
+        ambiguous = {c.kind for c in claims} - _RESULT_COMPANIONS  # "line 2 runs and we get `v`": whose result?
+        outcomes = [alignment.check(claim, undecided=claim.kind == "result" and bool(ambiguous)) for claim in claims]
         rest = list(sentence)
         for claim in claims:
             rest[claim.start - start:claim.end - start] = " " * (claim.end - claim.start)
@@ -245,6 +276,9 @@ class _Alignment:
         self.cursor = len(self.events) - 1 if backward else 0
         self.consumed = False  # the cursor's event was matched by a claim about a step; look past it
         self.anchor = "start"  # the kind of claim that moved the cursor last
+        self.values_after = True  # stated values are those once the cursor's step has run ("before line N": not)
+        self.bound: int | None = None  # an iteration claimed: step claims stay inside it, up to this header visit
+        self.stepped = False  # a claim of the current sentence moved the cursor to a step
         self.checks: dict[str, Callable[[Claim], bool | None]] = {
             "line": self._line, "after": self._line, "before": self._before, "iteration": self._iteration,
             "iterations": self._iterations,
@@ -256,10 +290,11 @@ class _Alignment:
             "target": self._target, "input": self._input, "invocation": self._invocation,
         }
 
-    def check(self, claim: Claim) -> bool | None:
-        """The claim's verdict (None: the trace cannot decide it), counted in the report."""
+    def check(self, claim: Claim, undecided: bool = False) -> bool | None:
+        """The claim's verdict (None: the trace cannot decide it, or `undecided` says its context leaves it
+        open), counted in the report."""
         self.report.n_claims += 1
-        verdict = self.checks[claim.kind](claim) if self.events else False
+        verdict = None if undecided else self.checks[claim.kind](claim) if self.events else False
         if verdict is None:
             self.report.n_unchecked += 1
         elif verdict:
@@ -268,6 +303,9 @@ class _Alignment:
             self.report.n_contradicted += 1
         return verdict
 
+    def start_sentence(self) -> None:
+        self.stepped = False
+
     def step_now(self) -> int | None:
         return self.events[self.cursor]["step"] if self.events else None
 
@@ -275,6 +313,8 @@ class _Alignment:
         """The first event from the cursor on that matches; a claim about a step looks past a used step."""
         limit = 10**9 if claim.kind in _FREE_DEPTH else self.events[self.cursor]["depth"]
         end = -1 if self.step < 0 else len(self.events)
+        if self.bound is not None and claim.kind not in _LOOP_KINDS:
+            end = self.bound
         start = self.cursor + self.step if self.consumed and move and claim.kind != "change" else self.cursor
         for index in range(start, end, self.step):
             event = self.events[index]
@@ -286,14 +326,13 @@ class _Alignment:
         if index is None:
             return False
         self.cursor, self.consumed, self.anchor = index, True, anchor
+        self.values_after = self.stepped = True
         return True
 
     def _value_of(self, name: str) -> str | None:
-        """A variable's value as the text stands here: once the step it anchors has run (or, before any, at
-        the start of the call), else — and after "before line N" — just before the cursor's step."""
-        if self.anchor == "before":
-            return self.view.state_before(self.cursor, name)
-        if self.consumed or (self.step > 0 and self.cursor == 0):
+        """A variable's value as the text stands here: once the cursor's step has run (at the start: once the
+        call has bound its arguments), or — after "before line N" — just before it."""
+        if self.values_after:
             return self.view.state_after(self.cursor, name)
         return self.view.state_before(self.cursor, name)
 
@@ -314,7 +353,7 @@ class _Alignment:
         about a step may be that very step."""
         if not self._line(claim):
             return False
-        self.anchor, self.consumed = "before", False
+        self.anchor, self.consumed, self.values_after = "before", False, False
         return True
 
     def _quotes_line(self, claim: Claim, line: int) -> bool:
@@ -329,21 +368,56 @@ class _Alignment:
         return quoted in (source, test) or (quoted.endswith("…") and source.startswith(quoted[:-1]))
 
     def _iteration(self, claim: Claim) -> bool:
-        """An iteration is a visit of the loop header that goes on into the body (not the visit that exits)."""
-        line, visit = int(claim.fields["line"]), number(claim.fields["k"])
-        index = self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == visit)
-        return self._move(index) and self.view.enters_body(index)
+        """An iteration is a visit of the loop header that goes on into the body (not the visit that exits).
+        Claims about steps that follow stay inside that iteration, until the next claim about the loop."""
+        visit = number(claim.fields["k"])
+        if "line" in claim.fields:
+            line = int(claim.fields["line"])
+            index = self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == visit)
+        else:  # "in iteration 2": of the loop the text is in, or the next one
+            loop = self._instance(None)
+            index = loop.headers[visit - 1] if loop is not None and 0 < visit <= len(loop.headers) else None
+        if not self._move(index) or not self.view.enters_body(index):
+            return False
+        loop, position = self.view.loop_of[index], self.view.visit[index]
+        neighbour = position + self.step
+        self.bound = loop.headers[neighbour] if 0 <= neighbour < len(loop.headers) else None
+        return True
+
+    def _loops(self, line: int | None) -> list[LoopInstance]:
+        """Loop instances on `line` (or any), those of the cursor's frame when it has some."""
+        loops = [loop for loop in self.view.loops if line in (None, loop.line)]
+        frame = self.events[self.cursor]["frame"]
+        return [loop for loop in loops if loop.frame == frame] or loops
+
+    def _instance(self, line: int | None) -> LoopInstance | None:
+        """The loop instance the cursor is in, else the next one in reading order."""
+        loops = self._loops(line)
+        for loop in loops:
+            if loop.headers[0] <= self.cursor <= loop.headers[-1]:
+                return loop
+        ahead = [loop for loop in loops if (loop.headers[0] - self.cursor) * self.step >= 0]
+        return min(ahead, key=lambda loop: abs(loop.headers[0] - self.cursor), default=None)
 
     def _iterations(self, claim: Claim) -> bool:
-        """"Iterations K to M of the loop on line N": all those visits enter the body; the cursor stays."""
+        """"Iterations K to M of the loop on line N": all those visits enter the body; the cursor stays, and no
+        claim about a step may follow until an iteration is claimed again."""
         line, first, last = int(claim.fields["line"]), number(claim.fields["k"]), number(claim.fields["k2"])
         index = self._scan(claim, lambda e: e["line"] == line and e.get("loop_iter") == first, move=False)
+        self.bound = self.cursor  # steps inside iterations not told cannot be claimed: an iteration claim first
         return index is not None and first <= last <= self.view.loop_of[index].iterations
 
     def _loopcount(self, claim: Claim) -> bool:
+        """How often a loop ran its body: the loop instance whose header comes next from the cursor (the cursor's
+        own step included, so a loop just told is told again). The cursor goes to that header without using
+        it, so an "iteration 1" claim may follow; claims about steps are free of iterations again."""
         line = int(claim.fields["line"]) if "line" in claim.fields else None
-        index = self._scan(claim, lambda e: "loop_iter" in e and line in (None, e["line"]))
-        return self._move(index) and self.view.loop_of[index].iterations == number(claim.fields["n"])
+        index = self._scan(claim, lambda e: "loop_iter" in e and line in (None, e["line"]), move=False)
+        self.bound = None
+        if index is None:
+            return False
+        self.cursor, self.consumed = index, False
+        return self.view.loop_of[index].iterations == number(claim.fields["n"])
 
     def _condition(self, claim: Claim) -> bool:
         line = int(claim.fields["line"])
@@ -356,7 +430,11 @@ class _Alignment:
 
     def _effect(self, claim: Claim) -> bool | None:
         """"So the branch runs": the branch at the step just claimed was taken (no such step: unchecked)."""
-        taken = self.view.branch_taken(self.cursor) if self.consumed else None
+        if not self.consumed:
+            return None
+        taken = self.view.branch_taken(self.cursor)
+        if taken is None and self.cursor in self.view.loop_of:  # "so we enter the loop body"
+            taken = self.view.enters_body(self.cursor)
         if taken is None:
             return None
         return (claim.fields["effect"] in _TAKEN) is taken
@@ -392,10 +470,13 @@ class _Alignment:
 
     def _change(self, claim: Claim) -> bool | None:
         name = claim.fields["name"]
-        if self.consumed:  # right after a claim about a step, a change belongs to that very step
+        if not self.values_after:  # "before line N runs, `x` becomes …": no change is that step's past
+            return None
+        if self.consumed and self.stepped:  # in a sentence about a step, a change belongs to that very step
             index = self.cursor if name in self.events[self.cursor].get("changes", {}) else None
-        else:
-            index = self._scan(claim, lambda e: name in e.get("changes", {}))
+        else:  # the next change of x not told yet
+            index = self._scan(claim, lambda e: name in e.get("changes", {})
+                               and (e["step"], name) not in self.report.covered)
         if index is None:
             return False
         if index != self.cursor:
@@ -409,8 +490,17 @@ class _Alignment:
         return same_value(claim.fields["value"], traced)
 
     def _state(self, claim: Claim) -> bool | None:
-        """`x` is `v` (or an expression: `x[0]` is `v`): its value here."""
+        """`x` is `v` (or an expression: `x[0]` is `v`): its value here. A condition's own test said true or
+        false (`n > 2` is True) is a claim about that condition's next evaluation."""
         subject, claimed = claim.fields["sname"], claim.fields["svalue"]
+        line = self.view.structure.tests.get(" ".join(subject.split()))
+        if line is not None and claimed in ("True", "False") and not subject.isidentifier():
+            def tested(event: Event) -> bool:
+                return event["line"] == line and event["event"] == "line"
+
+            here = self.consumed and tested(self.events[self.cursor])  # "on line 4, `x > 1` is False"
+            index = self.cursor if here else self._scan(claim, tested)
+            return self._move(index) and self.view.branch_taken(index) is (claimed == "True")
         if subject.isidentifier() and subject not in ("True", "False", "None"):
             traced = self._value_of(subject)
             if traced is None or traced.endswith("…"):
@@ -471,16 +561,22 @@ class _Alignment:
         return outcome is (claim.fields["ctruth"] in ("True", "true"))
 
     def _returns(self, claim: Claim) -> bool | None:
+        subject = claim.fields.get("subject", "").lower()
+        if subject in ("the function", "the call"):  # the call being reasoned about: its output
+            return "rvalue" in claim.fields and same_value(claim.fields["rvalue"], self.call.output)
         func = claim.fields.get("func", self.call.entry_point)
+        frame = self.events[self.cursor]["frame"]
 
         def returned(event: Event) -> bool:
+            if subject in ("it", "this"):  # the function the text is in
+                return event["event"] == "return" and event["frame"] == frame
             return event["event"] == "return" and _named(event["func"], func)
 
         # "So `f` returns `v`" again, right after the step that returned that value: the same return
         here = self.events[self.cursor]
         again = self.consumed and returned(here) and same_value(claim.fields.get("rvalue", ""), here.get("value"))
         index = self.cursor if again else self._scan(claim, returned)
-        if index is None and func == self.call.entry_point and "rvalue" in claim.fields:
+        if index is None and (func == self.call.entry_point or subject in ("it", "this")) and "rvalue" in claim.fields:
             return same_value(claim.fields["rvalue"], self.call.output)  # the call's own return, restated
         if not self._move(index):
             return False
@@ -507,10 +603,13 @@ class _Alignment:
             if not self._move(index):
                 return False
             return "noargs" not in claim.fields or not self.events[index].get("changes")
-        if "noargs" in claim.fields:
+        # A built-in or method is not traced: a plain name the statement at the cursor calls is accepted only
+        # where that statement ran whole (no short-circuit, no loop header revisited) — else unchecked.
+        event = self.events[self.cursor]
+        if "noargs" in claim.fields or "." in func or event["event"] != "line" or "loop_iter" in event \
+                or event["line"] in self.view.structure.lazy:
             return None
-        line = self.events[self.cursor]["line"]
-        return func.rsplit(".", 1)[-1] in self.view.structure.calls.get(line, ())
+        return func in self.view.structure.calls.get(event["line"], ())
 
     def _raises(self, claim: Claim) -> bool:
         """An exception raised; with a function named, one that ended that function's frame."""
@@ -520,14 +619,18 @@ class _Alignment:
                                          and _named(e["func"], func)))
         return self._move(self._scan(claim, lambda e: e["event"] == "exception" and e["exc_type"] == exc))
 
-    def _comprehension(self, claim: Claim) -> bool:
-        line = int(claim.fields["line"])
+    def _comprehension(self, claim: Claim) -> bool | None:
+        """What a list, dict or set comprehension built (a generator's frame holds no such value)."""
+        line, kind = int(claim.fields["line"]), claim.fields.get("ckind")
+        if kind == "generator":
+            return None
+        frames = (f"<{kind}comp>",) if kind else ("<listcomp>", "<dictcomp>", "<setcomp>")
 
         def shown(event: Event) -> bool:  # a narrator cannot state a value that was cut
             value = self.view.returned.get(event["frame"])
             return value is not None and not value.endswith("…")
 
-        index = self._scan(claim, lambda e: e["event"] == "call" and is_opaque(e["func"]) and e["line"] == line
+        index = self._scan(claim, lambda e: e["event"] == "call" and e["func"].endswith(frames) and e["line"] == line
                            and shown(e))
         return self._move(index) and same_value(claim.fields["value"], self.view.returned[self.events[index]["frame"]])
 

@@ -23,6 +23,8 @@ class Structure:
     names: frozenset[str]  # every name the code uses: variables, parameters, functions, attributes
     functions: frozenset[str]  # the functions the code defines
     calls: dict[int, frozenset[str]]  # line -> what its statement calls (`len`, `append`, `str.join`, ...)
+    lazy: frozenset[int]  # lines where part of an expression may not run: `and`/`or`, `x if c else y`, lambdas…
+    tests: dict[str, int]  # the test of an `if`/`elif`/`while` (whitespace normalised) -> its line, if unique
 
 
 @lru_cache(maxsize=256)
@@ -47,14 +49,26 @@ def structure(code: str) -> Structure:
         last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno or node.lineno
         for line in range(node.lineno + 1, last + 1):
             statements.setdefault(line, node.lineno)
-    names, functions, calls = _names(tree)
-    return Structure(loops, branches, statements, condition_names, comparisons, names, functions, calls)
+    names, functions, calls, lazy = _names(tree)
+    return Structure(loops, branches, statements, condition_names, comparisons, names, functions, calls, lazy,
+                     _tests(tree, code))
 
 
-def _names(tree: ast.Module) -> tuple[frozenset[str], frozenset[str], dict[int, frozenset[str]]]:
+def _tests(tree: ast.Module, code: str) -> dict[str, int]:
+    """Each condition's test source → its line, for tests that appear on one line only."""
+    seen: dict[str, list[int]] = {}
+    for node in _statements(tree.body):
+        if isinstance(node, ast.If | ast.While):
+            text = " ".join((ast.get_source_segment(code, node.test) or "").split())
+            seen.setdefault(text, []).append(node.lineno)
+    return {text: lines[0] for text, lines in seen.items() if text and len(lines) == 1}
+
+
+def _names(tree: ast.Module) -> tuple[frozenset[str], frozenset[str], dict[int, frozenset[str]], frozenset[int]]:
     names: set[str] = set()
     functions: set[str] = set()
     calls: dict[int, set[str]] = {}
+    lazy: set[int] = set()
     for node in ast.walk(tree):
         match node:
             case ast.Name(id=name) | ast.arg(arg=name) | ast.Attribute(attr=name):
@@ -62,11 +76,18 @@ def _names(tree: ast.Module) -> tuple[frozenset[str], frozenset[str], dict[int, 
             case ast.FunctionDef(name=name) | ast.AsyncFunctionDef(name=name) | ast.ClassDef(name=name):
                 names.add(name)
                 functions.add(name)
+        if isinstance(node, ast.BoolOp | ast.IfExp | ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp
+                      | ast.GeneratorExp | ast.Yield | ast.Await):
+            lazy.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.stmt) and isinstance(body, list) and body and body[0].lineno == node.lineno:
+            lazy.add(node.lineno)  # `if c: g()` on one line: the call runs only if the test holds
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute):
             called = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
             for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
                 calls.setdefault(line, set()).add(called)
-    return frozenset(names), frozenset(functions), {line: frozenset(c) for line, c in calls.items()}
+    return (frozenset(names), frozenset(functions), {line: frozenset(c) for line, c in calls.items()},
+            frozenset(lazy))
 
 
 def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
