@@ -17,7 +17,7 @@ from operators.trace.events import Event, TracedCall
 from operators.trace.structure import LoopInstance, TraceView
 from operators.trace.values import parse_literal
 
-NARRATOR_VERSION = "2"
+NARRATOR_VERSION = "3"
 _OPAQUE = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>", "<lambda>")
 _COMPREHENSION = {"<listcomp>": "list", "<dictcomp>": "dict", "<setcomp>": "set"}
 _SNIPPET = 70
@@ -47,7 +47,8 @@ class _Story:
         self.say(*[o for o in options if fact_in(o, self.names) is None] or ["Let's go."])
 
     def changes(self, changes: dict[str, str | None], past: bool = False, equals: bool = False) -> str:
-        verb = ("=",) if equals else ("became", "was set to") if past else ("becomes", "is set to", "=")
+        verb = ("=",) if equals else ("became", "was set to", "was updated to") if past else (
+            "becomes", "is set to", "=", "is now", "takes the value", "is updated to")
         parts = []
         for name, value in changes.items():
             if value is None:
@@ -81,7 +82,8 @@ class TemplateNarrator:
         index = 0
         while index < len(call.events):
             index = self._forward_event(story, view, index)
-        story.say(f"So the output is {quote(call.output)}.", f"The result is therefore {quote(call.output)}.")
+        story.say(f"So the output is {quote(call.output)}.", f"The result is therefore {quote(call.output)}.",
+                  f"So the final result is {quote(call.output)}.")
         return story.text() + "\n\n" + answer(call.entry_point, call.input, call.output)
 
     def backward(self, call: TracedCall, key: str) -> str:
@@ -141,7 +143,8 @@ class TemplateNarrator:
         line, src = event["line"], short(event["src"])
         if taken is not None:
             outcome = "so the branch runs" if taken else "so the branch is skipped"
-            story.say(f"The condition on line {line} ({src}) is {taken}{_deciding(view, index)}, {outcome}.")
+            verdict = story.rng.choice([f"is {taken}", "holds" if taken else "fails"])
+            story.say(f"The condition on line {line} ({src}) {verdict}{_deciding(view, index)}, {outcome}.")
         elif changes:
             story.say(f"Line {line} ({src}): {changes}.", f"On line {line}, {src} runs and {changes}.",
                       f"After line {line} ({src}), {changes}.")
@@ -151,7 +154,8 @@ class TemplateNarrator:
         position = view.visit[index]
         line = event["line"]
         if not view.enters_body(index):
-            story.say(f"The loop on line {line} finishes after {_times(loop.iterations)}.")
+            story.say(f"The loop on line {line} finishes after {_times(loop.iterations)}.",
+                      f"The loop on line {line} runs {_count(loop.iterations)}.")
             return index + 1
         if self.full <= position < loop.iterations - self.full and loop.iterations > 2 * self.full + 1:
             return self._skip_iterations(story, view, index, loop)
@@ -278,6 +282,13 @@ def _literal(text: str) -> bool:
 
 def _times(n: int) -> str:
     return "1 iteration" if n == 1 else f"{n} iterations"
+
+
+def _count(n: int) -> str:
+    """How often, in words where they are short: "once", "twice", "five times", "14 times"."""
+    words = {0: "zero times", 1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times",
+             6: "six times", 7: "seven times", 8: "eight times", 9: "nine times", 10: "ten times"}
+    return words.get(n, f"{n} times")
 
 
 def _resume(iteration: int, line: int, state: list[str]) -> str:
