@@ -264,3 +264,15 @@ def test_honest_loop_and_condition_wording_verifies():
 def call_of(xs: list[int]) -> TracedCall:
     _, tracer = trace(LOOP, "f", xs)
     return TracedCall(LOOP, "f", repr(xs), str(sum(x for x in xs if x > 1)), tracer.events)
+
+
+@pytest.mark.parametrize("false", [
+    "`total` is `0` at the end of the function.",  # a place in the run the state claim does not check
+    "At the top of the function, `total` is `2`.",
+    "Line 5 runs: `total` decreases to `2`.",  # a direction the change verb would imply
+    "This calls `sum`, and the call returns `5`.",  # "the call" is not the function's output
+    "When the loop begins, `total` is `5`.",
+])
+def test_time_and_direction_words_are_not_framing(false):
+    cot = FORWARD.replace("Line 5 runs: `total` becomes `2`.", f"Line 5 runs: `total` becomes `2`. {false}")
+    assert not check(cot).passed

@@ -77,13 +77,12 @@ _CHANGE_VERBS = (r"(?:becomes|became|is set to|was set to|gets set to|is now equ
                  r"|now holds|now is|holds now|gets the value|is assigned the value|is given the value"
                  r"|receives the value"
                  r"|is updated to|was updated to|is reassigned to|was reassigned to|changes to|changed to"
-                 r"|takes the value|took the value|turns into|turned into|is assigned|was assigned"
-                 r"|goes to|went to|increases to|increased to|decreases to|decreased to|grows to|grew to"
-                 r"|shrinks to|shrank to|is incremented to|is decremented to|=)")
+                 r"|takes the value|took the value|turns into|turned into|is assigned|was assigned|=)")
 _GIVES = r"(?:gives|gave|produces|produced|returns|returned|yields|outputs|leads to|results in|evaluates to)"
 _REQUIRED = r"the (?:required|desired|expected|target|given|same|wanted|needed) (?:output|result|value)"
 _GIVES_VALUE = (r"(?:" + _GIVES + r"|is|==|equals|should return|would return|will return)(?: indeed| exactly)? (?:"
                 + _value("result") + "|" + _REQUIRED + ")")
+_AT_END = r"(?:[Ff]inally|[Ii]n the end|[Aa]t the end),? "  # of the whole call: where its output is told
 _CALL = r"(?:``\s(?P<call_qq>[A-Za-z_]\w*\(.*?\))\s``|`(?P<call_q>[A-Za-z_]\w*\([^`\n]*\))`)"
 _BRANCH = r"(?:branch|body|block|if[- ]branch|if[- ]block|loop body)"
 
@@ -107,7 +106,8 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"|the (?:output|value) )" + _value("result"),
     ),
     "result": (
-        r"(?:[Tt]he (?:final |required |expected |desired |returned )?(?:result|output|return value|answer)"
+        r"(?:" + _AT_END + r")?(?:[Tt]he (?:final |required |expected |desired |returned )?"
+        r"(?:result|output|return value|answer)"
         r"|to the output) (?:is |would be |will be |should be |must be |equals |= )?"
         r"(?:therefore |thus |then |again |indeed )?" + _value("result"),
         r"(?:[Ww]e get|[Ww]e obtain|[Ww]e end up with|[Tt]his gives|[Tt]hat gives) " + _value("result")
@@ -118,7 +118,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         + r"(?: are not told in full(?: either)?)?",
     ),
     "iteration": (
-        r"(?:[Ii]teration|[Pp]ass) (?P<k>" + _NUM + r") of the loop on " + _LINE,
+        r"(?:[Ww]hen )?(?:[Ii]teration|[Pp]ass) (?P<k>" + _NUM + r") of the loop on " + _LINE + r"(?: begins)?",
         r"(?P<kord>" + _ORD + r") (?:iteration|pass) of the loop on " + _LINE,
         r"\b(?:[Ii]teration|[Pp]ass) (?P<k>" + _NUM + r")\b",  # of the loop the text is in
         r"(?P<kord>" + _ORD + r") (?:iteration|pass)\b",
@@ -182,7 +182,8 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"`(?P<name>[A-Za-z_]\w*)` (?:changes \((?P<cut>its value is too long to show)\)|(?P<deleted>is deleted))",
     ),
     "returns": (
-        r"(?:" + _FUNC + r"|(?P<subject>[Tt]he function|[Tt]he call|[Ii]t|[Tt]his)|\b(?!" + _NOT_NAMES
+        r"(?:" + _FUNC + r"|(?:" + _AT_END + r")?(?P<subject>[Tt]he function)|(?P<subject2>[Ii]t|[Tt]his)|\b(?!"
+        + _NOT_NAMES
         + r"\b)(?P<bfunc>[A-Za-z_]\w*))"
         r"(?: (?:finally|then|now|therefore|thus))? (?:returns"
         r"|returned|yields|yielded|gives back|gave back|will return|would return|ends by returning|outputs"
@@ -197,7 +198,7 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
         r"`(?P<exc>[A-Za-z_]\w*)` is raised",
     ),
     "calls": (
-        r"(?:calls|called|call of|calling|invokes) " + _FUNC
+        r"(?:calls|called|(?:[Ww]e begin with the )?call of|calling|invokes) " + _FUNC
         + r"(?P<noargs>,? (?:which takes|with) no arguments| must have had no arguments)?",
         _FUNC + r" (?:is|was|gets|got) called(?P<noargs> with no arguments)?",
     ),
@@ -209,7 +210,8 @@ PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {kind: tuple(re.compile(p) fo
 ANSWER = re.compile(r"\[ANSWER\](?P<body>.*?)\[/ANSWER\]", re.S)
 QUOTED = re.compile(r"``\s.+?\s``|`[^`\n]+`")
 _BARE_WORDS = {"true": "True", "false": "False", "none": "None"}
-_SAME = {"code2": "code", "n2": "n", "weffect": "effect", "kord": "k", "bfunc": "func"}  # alternatives of one field
+# alternatives of one field
+_SAME = {"code2": "code", "n2": "n", "weffect": "effect", "kord": "k", "bfunc": "func", "subject2": "subject"}
 
 
 @dataclass(frozen=True)

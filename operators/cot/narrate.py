@@ -94,7 +94,7 @@ class TemplateNarrator:
         top = call.events[0]["frame"]
         story.say(f"We need an input that makes `{entry_point}` produce {quote(output_text)}.",
                   f"We look for arguments that lead `{entry_point}` to the output {quote(output_text)}.")
-        story.say_prose("Let's work back from the end.", "We reason backwards from the end.")
+        story.say_prose("Let's work backwards.", "We reason backwards, step by step.")
         for index, skipped in self._backward_steps(view, top):
             if skipped is None:
                 self._backward_event(story, view, index)
@@ -231,7 +231,8 @@ class TemplateNarrator:
             story.say(f"On the way there, the condition on line {line} ({src}) was {taken}"
                       f"{_deciding(view, index, past=True)}.")
         elif changes:
-            story.say(f"Before that, line {line} ({src}) ran: {changes}.", f"Line {line} ({src}) earlier: {changes}.")
+            story.say(f"Before that, line {line} ({src}) ran: {changes}.",
+                      f"Going back, line {line} ({src}) ran: {changes}.")
 
     def _backward_summary(self, story: _Story, view: TraceView, header: int, loop: LoopInstance) -> None:
         """Skipped iterations, told by the state at the start of the first of them."""

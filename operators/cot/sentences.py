@@ -19,16 +19,15 @@ _STRING = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|\"[^\"\n]*\"")  # a bare string va
 _END = re.compile(r"(?<=[.!?])\s+|\n+")
 _TOKEN = re.compile(r"[^\s,.:;!?()]+")
 # Words that frame reasoning without stating anything about the run. No negation ("not", "no", "never"),
-# quantifier ("all", "only", "each"), timing ("still", "already", "initially", "before"), number, unit or
-# property word is here.
+# quantifier ("all", "only", "each"), time or place in the run ("still", "initially", "before", "first",
+# "finally", "when", "end", "top", "earlier"), number, unit or property word is here.
 FRAMING = frozenset({
     "a", "an", "the", "this", "that", "it", "we", "us", "our", "let's", "let", "so", "then", "next", "now",
-    "first", "finally", "lastly", "hence", "thus", "therefore", "and", "also", "here", "where", "when", "as",
-    "since", "because", "with", "at", "on", "of", "to", "in", "by", "from", "for", "is", "was", "be",
-    "execute", "run", "trace", "go", "work", "back", "backwards", "reason", "look", "begin", "begins",
-    "start", "starts", "code", "function", "program", "call", "step", "hand", "way", "there", "earlier",
-    "must", "have", "had", "need", "end", "through", "carefully", "see", "what", "happens", "check", "think",
-    "about", "top", "consider", "understand", "simulate", "manually", "walk", "execution", "follow", "along",
+    "hence", "thus", "therefore", "and", "also", "here", "where", "as", "since", "because", "with", "at",
+    "on", "of", "to", "in", "by", "from", "for", "is", "was", "be", "execute", "run", "trace", "go", "work",
+    "backwards", "reason", "look", "code", "function", "program", "call", "step", "hand", "way", "there",
+    "must", "have", "had", "need", "through", "carefully", "see", "what", "happens", "check", "think",
+    "about", "consider", "understand", "simulate", "manually", "walk", "execution", "follow", "along",
     "statement", "statements", "-", "*",
 })
 # Framing phrases that hold a word the list lacks on its own.

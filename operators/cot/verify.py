@@ -212,7 +212,7 @@ class Verifier:
         claims = extract(sentence, start)
         alignment.start_sentence()
         ambiguous = {c.kind for c in claims} - _RESULT_COMPANIONS  # "line 2 runs and we get `v`": whose result?
-        outcomes = [alignment.check(claim, undecided=claim.kind == "result" and bool(ambiguous)) for claim in claims]
+        outcomes = [alignment.check(claim, undecided=_restates_output(claim) and bool(ambiguous)) for claim in claims]
         rest = list(sentence)
         for claim in claims:
             rest[claim.start - start:claim.end - start] = " " * (claim.end - claim.start)
@@ -491,16 +491,15 @@ class _Alignment:
 
     def _state(self, claim: Claim) -> bool | None:
         """`x` is `v` (or an expression: `x[0]` is `v`): its value here. A condition's own test said true or
-        false (`n > 2` is True) is a claim about that condition's next evaluation."""
+        false at that condition's step ("on line 4, `n > 2` is True") is the outcome of that evaluation."""
         subject, claimed = claim.fields["sname"], claim.fields["svalue"]
         line = self.view.structure.tests.get(" ".join(subject.split()))
         if line is not None and claimed in ("True", "False") and not subject.isidentifier():
             def tested(event: Event) -> bool:
                 return event["line"] == line and event["event"] == "line"
 
-            here = self.consumed and tested(self.events[self.cursor])  # "on line 4, `x > 1` is False"
-            index = self.cursor if here else self._scan(claim, tested)
-            return self._move(index) and self.view.branch_taken(index) is (claimed == "True")
+            if self.consumed and tested(self.events[self.cursor]):  # "on line 4, `x > 1` is False"
+                return self.view.branch_taken(self.cursor) is (claimed == "True")
         if subject.isidentifier() and subject not in ("True", "False", "None"):
             traced = self._value_of(subject)
             if traced is None or traced.endswith("…"):
@@ -562,7 +561,7 @@ class _Alignment:
 
     def _returns(self, claim: Claim) -> bool | None:
         subject = claim.fields.get("subject", "").lower()
-        if subject in ("the function", "the call"):  # the call being reasoned about: its output
+        if subject == "the function":  # the call being reasoned about: its output
             return "rvalue" in claim.fields and same_value(claim.fields["rvalue"], self.call.output)
         func = claim.fields.get("func", self.call.entry_point)
         frame = self.events[self.cursor]["frame"]
@@ -633,6 +632,12 @@ class _Alignment:
         index = self._scan(claim, lambda e: e["event"] == "call" and e["func"].endswith(frames) and e["line"] == line
                            and shown(e))
         return self._move(index) and same_value(claim.fields["value"], self.view.returned[self.events[index]["frame"]])
+
+
+def _restates_output(claim: Claim) -> bool:
+    """A claim that the call's output is a value: "the result is `v`", "the function returns `v`"."""
+    subject = claim.fields.get("subject", "").lower()
+    return claim.kind == "result" or (claim.kind == "returns" and subject == "the function")
 
 
 def coverage(view: TraceView, covered: set[tuple[int, str]], direction: str, full_iterations: int) -> float:
