@@ -88,6 +88,14 @@ class Facts:
         candidates = [v for v in others if v not in taken and len(v) <= 60 and "`" not in v]
         return rng.choice(candidates) if candidates else None
 
+    def wrong_output(self) -> str | None:
+        """A value that is not the output (None: the output is no literal)."""
+        try:
+            literal = parse_literal(self.call.output)
+        except ValueError:
+            return None
+        return repr(literal + 1) if isinstance(literal, int) and not isinstance(literal, bool) else repr([literal])
+
     def wrong_count(self, rng: random.Random) -> int:
         return rng.choice([n for n in range(0, 13) if n not in self.counts])
 
@@ -117,6 +125,23 @@ def sentences_of(cot: str) -> tuple[list[str], str]:
     return [reasoning[a:b] for a, b in split(reasoning)], tail
 
 
+def joined(parts: list[str], tail: str) -> str:
+    """Reasoning sentences and the [ANSWER] tail, back into one CoT."""
+    return " ".join(parts) + "\n\n" + tail
+
+
+def append(cot: str, sentence: str) -> str:
+    """The CoT with `sentence` as its last reasoning sentence."""
+    parts, tail = sentences_of(cot)
+    return joined([*parts, sentence], tail)
+
+
+def final_name(facts: Facts, rng: random.Random) -> str | None:
+    """An entry-frame name whose final value is short enough to quote."""
+    names = sorted(n for n, v in facts.final.items() if len(v) <= 60 and "`" not in v)
+    return rng.choice(names) if names else None
+
+
 def insert(cot: str, sentence: str, rng: random.Random, after: Callable[[str], bool] = lambda s: True) -> str | None:
     """The CoT with `sentence` placed after a randomly chosen sentence that satisfies `after`."""
     parts, tail = sentences_of(cot)
@@ -124,7 +149,7 @@ def insert(cot: str, sentence: str, rng: random.Random, after: Callable[[str], b
     if not places:
         return None
     at = rng.choice(places) + 1
-    return " ".join([*parts[:at], sentence, *parts[at:]]) + "\n\n" + tail
+    return joined([*parts[:at], sentence, *parts[at:]], tail)
 
 
 def a_name(facts: Facts, rng: random.Random, short: bool = True) -> str | None:
@@ -213,23 +238,17 @@ def false_summary(cot: str, direction: str, facts: Facts, rng: random.Random) ->
     value = facts.absent_value(name, rng) if name else None
     if value is None:
         return None
-    parts, tail = sentences_of(cot)
-    recap = rng.choice([f"In the end, `{name}` is {quote(value)}.", f"So {name} ends up as {value}.",
-                        f"To sum up, `{name}` finally holds {quote(value)}."])
-    return " ".join([*parts, recap]) + "\n\n" + tail
+    return append(cot, rng.choice([f"In the end, `{name}` is {quote(value)}.", f"So {name} ends up as {value}.",
+                                   f"To sum up, `{name}` finally holds {quote(value)}."]))
 
 
 def conclusion(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
     """A conclusion that contradicts the answer."""
-    try:
-        literal = parse_literal(facts.call.output)
-    except ValueError:
+    wrong = facts.wrong_output()
+    if wrong is None:
         return None
-    wrong = repr(literal + 1) if isinstance(literal, int) and not isinstance(literal, bool) else repr([literal])
-    parts, tail = sentences_of(cot)
-    form = rng.choice([f"The result is therefore {quote(wrong)}.", f"So `f` returns {quote(wrong)}.",
-                       f"Thus the output is {wrong}."])
-    return " ".join([*parts, form]) + "\n\n" + tail
+    return append(cot, rng.choice([f"The result is therefore {quote(wrong)}.", f"So `f` returns {quote(wrong)}.",
+                                   f"Thus the output is {wrong}."]))
 
 
 def backward_input(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -259,25 +278,20 @@ def misquote(cot: str, direction: str, facts: Facts, rng: random.Random) -> str 
 def wrong_target(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
     if direction != "backward":
         return None
-    try:
-        literal = parse_literal(facts.call.output)
-    except ValueError:
+    wrong = facts.wrong_output()
+    if wrong is None:
         return None
-    wrong = repr(literal + 1) if isinstance(literal, int) and not isinstance(literal, bool) else repr([literal])
     return insert(cot, rng.choice([f"We need an input that makes `f` return {quote(wrong)}.",
                                    f"The target output is {wrong}."]), rng, lambda s: True)
 
 
 def negation(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
     """Denies a value the variable really holds at the end."""
-    names = sorted(n for n, v in facts.final.items() if len(v) <= 60 and "`" not in v)
-    if not names:
+    name = final_name(facts, rng)
+    if name is None:
         return None
-    name = rng.choice(names)
-    parts, tail = sentences_of(cot)
-    form = rng.choice([f"`{name}` does not end up as {quote(facts.final[name])}.",
-                       f"In the end, `{name}` is not {quote(facts.final[name])}."])
-    return " ".join([*parts, form]) + "\n\n" + tail
+    value = quote(facts.final[name])
+    return append(cot, rng.choice([f"`{name}` does not end up as {value}.", f"In the end, `{name}` is not {value}."]))
 
 
 def vague_fact(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -307,7 +321,7 @@ def hidden_in_clause(cot: str, direction: str, facts: Facts, rng: random.Random)
     extra = rng.choice([f" (while {name} is {value})", f"; meanwhile {name} is {value}",
                         f", since `{name}` is {quote(value)}", f" — with {name} at {value}"])
     parts[at] = parts[at][:-1] + extra + "."
-    return " ".join(parts) + "\n\n" + tail
+    return joined(parts, tail)
 
 
 def negated_truth(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -319,7 +333,7 @@ def negated_truth(cot: str, direction: str, facts: Facts, rng: random.Random) ->
     at = rng.choice(places)
     prefix = rng.choice(["It is untrue that ", "It is not the case that ", "Contrary to what one might think, not: "])
     parts[at] = prefix + parts[at][0].lower() + parts[at][1:]
-    return " ".join(parts) + "\n\n" + tail
+    return joined(parts, tail)
 
 
 def persistence(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -333,7 +347,7 @@ def persistence(cot: str, direction: str, facts: Facts, rng: random.Random) -> s
     i, match = rng.choice(places)
     parts.insert(i + 1, rng.choice([f"`{match.group(1)}` stays {match.group(2)} from here on.",
                                     f"After this, `{match.group(1)}` remains {match.group(2)} until the end."]))
-    return " ".join(parts) + "\n\n" + tail
+    return joined(parts, tail)
 
 
 def stale_effect(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -345,7 +359,7 @@ def stale_effect(cot: str, direction: str, facts: Facts, rng: random.Random) -> 
         return None
     at = rng.choice(places)
     parts[at] = parts[at][:-1] + rng.choice([", so the branch runs.", ", so the branch is skipped."])
-    return " ".join(parts) + "\n\n" + tail
+    return joined(parts, tail)
 
 
 def wrong_unit(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -392,14 +406,11 @@ def _bare(match: re.Match[str]) -> str:
 
 
 def recap(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
-    names = sorted(n for n, v in facts.final.items() if len(v) <= 60 and "`" not in v)
-    if not names:
+    name = final_name(facts, rng)
+    if name is None:
         return None
-    name = rng.choice(names)
-    parts, tail = sentences_of(cot)
-    form = rng.choice([f"So `{name}` ends up as {quote(facts.final[name])}.",
-                       f"In the end, `{name}` is {quote(facts.final[name])}."])
-    return " ".join([*parts, form]) + "\n\n" + tail
+    value = quote(facts.final[name])
+    return append(cot, rng.choice([f"So `{name}` ends up as {value}.", f"In the end, `{name}` is {value}."]))
 
 
 def true_length(cot: str, direction: str, facts: Facts, rng: random.Random) -> str | None:
@@ -415,7 +426,7 @@ def true_length(cot: str, direction: str, facts: Facts, rng: random.Random) -> s
             unit = {str: "characters", dict: "entries"}.get(type(parse_literal(match.group(2))), "elements")
             parts.insert(i + 1, rng.choice([f"Now `len({match.group(1)})` is `{size}`.",
                                             f"So `{match.group(1)}` has {size} {unit}."]))
-            return " ".join(parts) + "\n\n" + tail
+            return joined(parts, tail)
     return None
 
 
