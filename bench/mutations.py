@@ -55,7 +55,7 @@ def main() -> None:
                 narrate_verify_s += time.perf_counter() - started
                 if direction == "backward" and parsed is not None:
                     rerun = sandbox.run({"code": row["code"], "entry_point": "f", "input": parsed.input_text,
-                                         "max_events": 1})
+                                         "traced": False})
                     check_backward_answer(report, rerun, result["output"])
                 accepted[direction] += report.passed
                 words.append(len(cot.split()))

@@ -66,7 +66,7 @@ _BATCH = 16
 
 
 def in_one_child(problems: list[tuple[str, str]], traced: bool) -> tuple[float, int]:
-    job = {"code": _LOOP, "entry_point": "loop", "input": f"{problems!r}, {traced}", "max_events": 10}
+    job = {"code": _LOOP, "entry_point": "loop", "input": f"{problems!r}, {traced}", "traced": False}
     with Sandbox(Limits(timeout_s=300, runs=1), require=()) as box:
         result = box.run(job)
     assert result["outcome"] == "ok", result

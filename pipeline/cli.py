@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("file", help="Python file with the function")
     trace.add_argument("--entry-point", required=True, help="function to call")
     trace.add_argument("--input", required=True, help='argument list, e.g. "[1, 2], 3", or a JSON object')
-    trace.add_argument("--timeout", type=float, default=5.0)
+    trace.add_argument("--timeout", type=float, default=5.0, help="CPU seconds for the call (default: 5)")
     return top
 
 

@@ -40,7 +40,8 @@ class RayConfig:
 
 @dataclass
 class SandboxConfig:
-    timeout_s: float = 5.0
+    timeout_s: float = 5.0  # CPU seconds per run of a call: decides, whatever the load
+    wall_timeout_s: float = 60.0  # a safety net for calls that wait without computing
     memory_mb: int = 1024
     runs: int = 2  # each run in its own fork server under its own hash seed; results must agree
     seed_order_runs: int = 8  # runs for calls that build or show a set whose order follows the hash seed
@@ -170,7 +171,8 @@ class RunConfig:
         return content_hash(
             TRACER_VERSION, NARRATOR_VERSION, PROMPT_VERSION, TEACHER_PROMPT_VERSION, VERIFIER_VERSION,
             dataclasses.asdict(self.tracer), self.narrator.content(), dataclasses.asdict(self.verifier),
-            self.sandbox.timeout_s, self.sandbox.memory_mb, self.sandbox.runs, self.sandbox.seed_order_runs,
+            self.sandbox.timeout_s, self.sandbox.wall_timeout_s, self.sandbox.memory_mb, self.sandbox.runs,
+            self.sandbox.seed_order_runs,
             dataclasses.asdict(self.decontam),
         )[:16]
 
@@ -275,6 +277,8 @@ def validate(config: RunConfig) -> None:
         (config.ray.executors >= 1, "ray.executors must be at least 1"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
+        (config.sandbox.wall_timeout_s >= config.sandbox.timeout_s,
+         "sandbox.wall_timeout_s must be at least sandbox.timeout_s"),
         (config.sandbox.memory_mb >= 64, "sandbox.memory_mb must be at least 64"),
         (config.sandbox.runs >= 1, "sandbox.runs must be at least 1"),
         (config.sandbox.seed_order_runs >= config.sandbox.runs,

@@ -49,8 +49,8 @@ class Step:
 
 def limits(config: RunConfig) -> Limits:
     sandbox = config.sandbox
-    return Limits(timeout_s=sandbox.timeout_s, memory_mb=sandbox.memory_mb, runs=sandbox.runs,
-                  seed_order_runs=sandbox.seed_order_runs, jobs_per_child=sandbox.jobs_per_child,
+    return Limits(timeout_s=sandbox.timeout_s, wall_timeout_s=sandbox.wall_timeout_s, memory_mb=sandbox.memory_mb,
+                  runs=sandbox.runs, seed_order_runs=sandbox.seed_order_runs, jobs_per_child=sandbox.jobs_per_child,
                   max_tasks=sandbox.max_tasks)
 
 

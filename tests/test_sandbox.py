@@ -61,10 +61,40 @@ def test_environment_secrets_do_not_leak(monkeypatch):
     assert "TRACECOT_FAKE_SECRET" not in names and not leaked and "AWS_SECRET_ACCESS_KEY" not in names
 
 
-def test_wall_clock_timeout_and_recovery():
+def test_cpu_time_limit_and_recovery():
     with Sandbox(Limits(timeout_s=1.0)) as box:
-        assert run(box, "def f():\n    while True:\n        pass\n")["outcome"] == "timeout"
+        spin = run(box, "def f():\n    return any(iter(int, 1))\n")  # endless, inside one C call: no trace events
+        assert spin["outcome"] == "timeout"
         assert run(box, "def f():\n    return 2\n")["output"] == "2"
+
+
+def test_the_wall_clock_net_stops_a_call_that_only_waits():
+    with Sandbox(Limits(timeout_s=1.0, wall_timeout_s=2.0)) as box:
+        result = run(box, "import time\ndef f():\n    time.sleep(30)\n")
+    assert result["outcome"] == "timeout" and "wall-clock" in result["message"]
+
+
+@pytest.mark.parametrize("body", [
+    "    while True:\n        pass\n",
+    "    try:\n        while True:\n            pass\n    except BaseException:\n        pass\n    return 1\n",
+])
+def test_a_call_stops_at_the_event_cap_and_is_not_run_again(body):
+    """An endless loop is stopped by the event cap (run on untraced it would be a timeout); code that catches
+    the tracer's stop runs on untraced but is still reported truncated; the determinism run is not paid."""
+    with _CountingSandbox(Limits(timeout_s=2.0)) as box:
+        result = box.run({"code": f"def f():\n{body}", "entry_point": "f", "input": "", "max_events": 500})
+    assert result["outcome"] == "trace_truncated" and not result["trace"]
+    assert box.servers_used == (box.servers[0],)
+
+
+class _CountingSandbox(Sandbox):
+    """The real sandbox, noting which fork servers ran jobs."""
+
+    servers_used: tuple = ()
+
+    def _run_on(self, server, jobs, limits):
+        self.servers_used = (*self.servers_used, server)
+        return super()._run_on(server, jobs, limits)
 
 
 def test_memory_bomb(sandbox):
@@ -82,7 +112,7 @@ def test_exits_and_crashes_do_not_hurt_the_caller(sandbox):
 
 
 def test_stdout_flood_and_huge_results_are_capped(sandbox):
-    flood = run(sandbox, "def f():\n    for _ in range(10**5):\n        print('x' * 100)\n    return 1\n")
+    flood = run(sandbox, "def f():\n    for _ in range(100):\n        print('x' * 100_000)\n    return 1\n")
     assert flood["outcome"] == "ok" and len(flood["stdout"]) <= 10_000
     huge = run(sandbox, "def f():\n    return list(range(3 * 10**6))\n")
     assert huge["outcome"] in ("output_limit", "ok")
@@ -148,8 +178,7 @@ def test_signal_handler_tricks_do_not_block_the_timeout():
             "def f():\n"
             "    for s in (signal.SIGTERM, signal.SIGXCPU, signal.SIGINT):\n"
             "        signal.signal(s, signal.SIG_IGN)\n"
-            "    while True:\n"
-            "        pass\n")
+            "    any(iter(int, 1))\n")
     with Sandbox(Limits(timeout_s=1.0)) as box:
         assert run(box, body)["outcome"] == "timeout"
 

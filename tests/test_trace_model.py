@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from operators.trace.structure import TraceView
-from operators.trace.tracer import CODE_FILENAME, Tracer
+from operators.trace.tracer import CODE_FILENAME, TraceLimit, Tracer
 
 LOOP = """\
 def f(xs):
@@ -60,8 +62,12 @@ def test_exceptions_and_nested_calls_are_events_of_their_own_frames():
     assert tracer.events[-1]["value"] == "-1"
 
 
-def test_the_event_cap_is_flagged_not_silent():
-    _, tracer = trace(LOOP, "f", list(range(100)), max_events=10)
+def test_the_event_cap_stops_the_call_and_is_flagged():
+    namespace: dict[str, Any] = {}
+    exec(compile(LOOP, CODE_FILENAME, "exec"), namespace)
+    tracer = Tracer(LOOP, max_events=10)
+    with pytest.raises(TraceLimit):
+        tracer.run(namespace["f"], (list(range(100)),), {})
     assert tracer.truncated_events and len(tracer.events) == 10
 
 

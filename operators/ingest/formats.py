@@ -1,6 +1,6 @@
 """Ingest: turn input rows of any supported format into one work row per (problem, input).
 
-Formats (DESIGN.md): generic, cruxeval, mbpp, humaneval; `detect_format` picks one from a row's keys.
+Formats (DESIGN.md): generic, asserts, cruxeval, mbpp, mbppplus, humaneval; `detect_format` picks one from a row's keys.
 Everything here is static analysis (`ast` and `ast.literal_eval`): no user code runs outside the sandbox.
 """
 
@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from operators.sandbox.calls import BadInput, arguments_text, input_text
-from operators.trace.values import valid_text
+from operators.trace.values import render, valid_text
 
-FORMATS = ("generic", "asserts", "cruxeval", "mbpp", "humaneval")
+FORMATS = ("generic", "asserts", "cruxeval", "mbpp", "mbppplus", "humaneval")
 _REQUIRED = {
     "generic": ("id", "code", "entry_point", "inputs"),
     "asserts": ("id", "code", "tests"),
     "cruxeval": ("id", "code", "input", "output"),
     "mbpp": ("task_id", "code", "test_list"),
+    "mbppplus": ("task_id", "canonical_solution", "entry_point", "base_input"),
     "humaneval": ("task_id", "prompt", "canonical_solution", "test", "entry_point"),
 }
 
@@ -42,6 +44,8 @@ class Problem:
 
 def detect_format(row: dict[str, Any]) -> str | None:
     keys = set(row)
+    if {"canonical_solution", "base_input"} <= keys:
+        return "mbppplus"
     if {"canonical_solution", "test"} <= keys:
         return "humaneval"
     if "test_list" in keys:
@@ -72,6 +76,8 @@ def to_problem(row: dict[str, Any], fmt: str) -> Problem:
         if not isinstance(row["tests"], list) or not all(isinstance(test, str) for test in row["tests"]):
             raise BadProblem("bad_field", "asserts row: 'tests' must be a list of assert statements")
         problem = _from_asserts(str(row["id"]), row["code"], row["tests"], None)
+    elif fmt == "mbppplus":
+        problem = _mbppplus(row)
     elif fmt == "mbpp":
         problem = _from_asserts(str(row["task_id"]), _join(row.get("test_setup_code"), row["code"]),
                                 list(row["test_list"]), None)
@@ -97,6 +103,30 @@ def _generic(row: dict[str, Any]) -> Problem:
             problem.bad_inputs.append((json.dumps(raw)[:200], str(err)))
             continue
         problem.outputs.append(None if expected is None else str(expected))
+    return problem
+
+
+def _mbppplus(row: dict[str, Any]) -> Problem:
+    """EvalPlus MBPP+: `base_input` and `plus_input` are lists of positional-argument lists, stored as JSON.
+
+    JSON has no tuples or sets, so an argument EvalPlus turns back into a tuple for some tasks stays a list
+    here: the call is still a consistent (function, input) pair, traced as written. No outputs are stored.
+    """
+    groups = [row["base_input"], row.get("plus_input") or []]
+    if not all(isinstance(group, list) for group in groups):
+        raise BadProblem("bad_field", "mbppplus row: 'base_input' and 'plus_input' must be lists")
+    problem = Problem(str(row["task_id"]), row["canonical_solution"].strip("\n") + "\n", row["entry_point"])
+    for args in groups[0] + groups[1]:
+        try:
+            if not isinstance(args, list):
+                raise BadInput("an MBPP+ input must be a list of positional arguments")
+            problem.inputs.append(", ".join(render(value, limit=sys.maxsize)[0] for value in args))
+        except BadInput as err:
+            problem.bad_inputs.append((json.dumps(args)[:200], str(err)))
+            continue
+        problem.outputs.append(None)
+    if not problem.inputs:
+        raise BadProblem("no_inputs", "mbppplus row has no usable input")
     return problem
 
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from operators.sandbox import isolation
-from operators.trace.tracer import CODE_FILENAME, Tracer
+from operators.trace.tracer import CODE_FILENAME, TraceLimit, Tracer
 from operators.trace.values import render, reset_seed_order, seed_ordered_seen
 
 
@@ -77,22 +77,29 @@ def _written_in_input(value: Any) -> bool:
         and value.__code__.co_filename == "<string>"
 
 
-def run_job(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run a job once in this process (a sandbox child); over `timeout_s` is a timeout even when it finished.
+def run_job(job: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+    """Run a job once in this process (a sandbox child). Over `timeout_s` of CPU time (all threads), or over
+    the wall-clock safety net, is a timeout even when it finished: CPU time decides, so the outcome does not
+    depend on how busy the machine is (within the noise of CPU accounting, a few per cent).
 
     Whether a result is reproducible is decided by the client, which runs the job again in another fork
     server started with another hash seed (`operators.sandbox.client`).
     """
     run = run_program if job.get("kind") == "program" else run_traced
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     result = run(job)
-    if time.monotonic() - started > timeout_s:
-        return {"outcome": "timeout", "message": "wall-clock limit reached"}
+    if time.process_time() - cpu > limits["timeout_s"]:
+        return {"outcome": "timeout", "message": f"CPU-time limit reached ({limits['timeout_s']} s)"}
+    if time.monotonic() - started > limits["wall_timeout_s"]:
+        return {"outcome": "timeout", "message": f"wall-clock limit reached ({limits['wall_timeout_s']} s)"}
     return result
 
 
 def run_traced(job: dict[str, Any]) -> dict[str, Any]:
-    """Execute `job["code"]`, call its entry point on `job["input"]` under the tracer; runs in the sandbox."""
+    """Execute `job["code"]`, call its entry point on `job["input"]` under the tracer; runs in the sandbox.
+
+    A call that reaches the event cap stops there (`trace_truncated`, no trace sent back). `"traced": False`
+    runs the call without the tracer, for its output alone (an empty trace)."""
     namespace: dict[str, Any] = {"__name__": "__problem__", "__builtins__": builtins}
     stdout = _CappedText(job.get("max_stdout", 10_000))
     sys.stdout = sys.stderr = stdout
@@ -112,16 +119,20 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     reset_seed_order()
     try:
-        value = tracer.run(fn, args, kwargs)
+        value = tracer.run(fn, args, kwargs) if job.get("traced", True) else fn(*args, **kwargs)
+    except TraceLimit:
+        pass  # reported below: user code cannot hide the cap by raising something else or returning
     except (Exception, SystemExit) as exc:
         result.update(outcome=_failure_outcome(exc), exc_type=type(exc).__name__, message=str(exc)[:300],
                       line=_user_line(exc))
     else:
         text, cut = render(value, job.get("max_output_len", 10_000))
         result.update(outcome="ok", output=text, output_truncated=cut, output_is_literal=_round_trips(value, text))
-    result.update(trace=tracer.events, truncated_events=tracer.truncated_events,
-                  truncated_values=tracer.truncated_values, seed_ordered=seed_ordered_seen())
+    result.update(trace=tracer.events, truncated_values=tracer.truncated_values, seed_ordered=seed_ordered_seen())
     result["stdout"] = stdout.getvalue()
+    if tracer.truncated_events:
+        return {"outcome": "trace_truncated", "message": f"the trace reached {tracer.max_events} events "
+                "(tracer.max_events); the call was stopped there", "stdout": result["stdout"]}
     if isolation.violations and result["outcome"] == "ok":
         result.update(outcome="sandbox_violation", message=f"attempted {isolation.violations[0]}")
     return result

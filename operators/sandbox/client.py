@@ -31,7 +31,7 @@ from operators.sandbox.isolation import TaskCap
 from operators.sandbox.wire import recv_frame, recv_msg, send_msg
 from operators.trace.values import valid_text
 
-OUTCOMES = ("ok", "exception", "timeout", "memory", "output_limit", "killed", "sandbox_violation",
+OUTCOMES = ("ok", "exception", "timeout", "trace_truncated", "memory", "output_limit", "killed", "sandbox_violation",
             "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
 LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", "scratch_dir", "unprivileged_uid",
           "readonly_fs", "no_capabilities", "filesystem", "task_cap")
@@ -93,7 +93,7 @@ def malformed(result: Any, job: dict[str, Any]) -> str | None:
     if wrong_text or not isinstance(result.get("line"), int | None):
         return f"the sandbox returned a malformed result (fields: {', '.join(wrong_text) or 'line'})"
     if result["outcome"] == "ok" and job.get("kind", "call") == "call":
-        fields = _OK_FIELDS if job.get("compare_only") else {**_OK_FIELDS, "trace": list, "truncated_events": bool}
+        fields = _OK_FIELDS if job.get("compare_only") else {**_OK_FIELDS, "trace": list}
         wrong = [k for k, kind_of in fields.items() if not isinstance(result.get(k), kind_of)]
         if wrong or not all(isinstance(e, dict) for e in result.get("trace", [])):
             return f"the sandbox returned a malformed result (fields: {', '.join(wrong) or 'trace'})"
@@ -126,7 +126,11 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one run of a job may use. `timeout_s` is CPU time: it decides, so a call's fate does not depend on how
+    busy the machine is; `wall_timeout_s` only stops calls that wait without computing (sleep, a blocked read)."""
+
     timeout_s: float = 5.0
+    wall_timeout_s: float = 60.0
     memory_mb: int = 1024
     file_size_mb: int = 16
     open_files: int = 64
@@ -140,6 +144,7 @@ class Limits:
     def wire(self, repeat: bool = False) -> dict[str, Any]:
         """The limits a fork server applies; a repeat run gets a fresh child per job."""
         return {**asdict(self), "cpu_s": math.ceil(self.timeout_s) + 1,
+                "wall_timeout_s": max(self.wall_timeout_s, self.timeout_s),
                 "jobs_per_child": 1 if repeat else self.jobs_per_child}
 
 
@@ -186,7 +191,8 @@ class _ForkServer:
         try:
             send_msg(self._proc.stdin.fileno(), {"jobs": jobs, "limits": limits})
             for job in jobs:
-                result = _decoded(recv_frame(self._proc.stdout.fileno(), time.monotonic() + limits["timeout_s"] + 30))
+                deadline = time.monotonic() + limits["wall_timeout_s"] + 30
+                result = _decoded(recv_frame(self._proc.stdout.fileno(), deadline))
                 problem = malformed(result, job)
                 answers.append({"outcome": "sandbox_error", "message": problem} if problem else result)
         except Exception as err:  # whatever went wrong, the frames left in the pipe can no longer be trusted

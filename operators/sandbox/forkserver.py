@@ -6,9 +6,9 @@ comes back per job, in order. The server enters a fresh network namespace once, 
 could set up, then forks a child that applies the per-child layers, runs the call under the tracer and writes its
 JSON result to a pipe. A child runs the jobs of one problem (consecutive jobs with the same code, up to
 `jobs_per_child`), never jobs of two problems: nothing one problem's code does can reach another's result. The
-server enforces each job's wall-clock timeout and result size cap, and kills the child's whole process group when it
-is done with it. Each run of a job happens in one server, once; the client asks a second server, started with
-another hash seed, to run it again (`operators.sandbox.client`)."""
+child holds each job to its CPU limit; the server enforces the wall-clock safety net and the result size cap, and
+kills the child's whole process group when it is done with it. Each run of a job happens in one server, once;
+the client asks a second server, started with another hash seed, to run it again (`operators.sandbox.client`)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def _run_child(jobs: list[dict[str, Any]], limits: dict[str, Any]) -> Iterator[b
     try:
         for _ in jobs:
             started = time.monotonic()
-            result, ended = _collect(read_end, started + limits["timeout_s"], limits, pid)
+            result, ended = _collect(read_end, started + limits["wall_timeout_s"], limits, pid)
             yield _stamped(result, round(time.monotonic() - started, 6), pid)
             if ended:
                 return
@@ -162,7 +162,8 @@ def _isolate(scratch: str, write_end: int, limits: dict[str, Any], ruleset: int)
 def _run_job(job: dict[str, Any], limits: dict[str, Any], last: bool) -> bytes:
     isolation.violations.clear()
     try:
-        data = calls.encode_result(calls.run_job(job, limits["timeout_s"]), job.get("compare_only", False))
+        isolation.limit_cpu_from_now(limits["cpu_s"])
+        data = calls.encode_result(calls.run_job(job, limits), job.get("compare_only", False))
     except MemoryError:
         data = b'{"outcome":"memory","message":"memory limit reached"}'
     except BaseException as exc:  # user code may raise SystemExit or worse; the child reports it
@@ -196,7 +197,8 @@ def _collect(fd: int, deadline: float, limits: dict[str, Any], pid: int) -> tupl
         return {"outcome": "timeout", "message": "wall-clock limit reached"}, True
     except EOFError:
         _kill_group(pid)
-        return _died(os.waitpid(pid, 0)[1]), True
+        _, status, usage = os.wait4(pid, 0)
+        return _died(status, usage.ru_utime + usage.ru_stime >= limits["timeout_s"]), True
 
 
 def _stamped(result: bytes | dict[str, Any], wall_s: float, pid: int) -> bytes:
@@ -210,10 +212,13 @@ def _stamped(result: bytes | dict[str, Any], wall_s: float, pid: int) -> bytes:
     return result[:-1] + b"," + stamp + b"}"
 
 
-def _died(status: int) -> dict[str, Any]:
+def _died(status: int, out_of_cpu: bool) -> dict[str, Any]:
+    """The outcome of a child that ended without a result: over its CPU time it is a timeout, whichever signal
+    ended it (a child that ignores SIGXCPU meets the hard limit's SIGKILL)."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        return {"outcome": _SIGNAL_OUTCOMES.get(sig, "killed"), "message": f"killed by {signal.strsignal(sig) or sig}"}
+        outcome = "timeout" if out_of_cpu else _SIGNAL_OUTCOMES.get(sig, "killed")
+        return {"outcome": outcome, "message": f"killed by {signal.strsignal(sig) or sig}"}
     return {"outcome": "killed", "message": f"exited with status {os.waitstatus_to_exitcode(status)} "
             "before writing a result"}
 

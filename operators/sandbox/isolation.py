@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import math
 import os
 import resource
 from typing import Any
@@ -165,6 +166,15 @@ def limit_resources(limits: dict[str, Any]) -> None:
     _set(resource.RLIMIT_FSIZE, limits["file_size_mb"] * mib)
     _set(resource.RLIMIT_NOFILE, limits["open_files"])
     _set(resource.RLIMIT_CORE, 0)
+
+
+def limit_cpu_from_now(seconds: int) -> None:
+    """RLIMIT_CPU counts a process's whole life: move the soft limit so the next `seconds` of CPU end in
+    SIGXCPU (a timeout), for a child that runs several jobs in turn. The hard limit, set once, bounds them all."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime) + seconds
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
 def _set(which: int, value: int) -> None:

@@ -54,8 +54,6 @@ def _trace_problem(result: dict[str, Any], expected: str | None) -> tuple[str, s
     """Why a successful run cannot become a record, or None."""
     if not result["trace"]:
         return "empty_trace", "the entry point ran no code of this problem (a builtin or a C function?)"
-    if result["truncated_events"]:
-        return "trace_truncated", "the trace reached tracer.max_events; raise it to keep such problems"
     if result["output_truncated"]:
         return "output_too_long", "the output is longer than the value cap"
     if not result["output_is_literal"]:

@@ -7,8 +7,10 @@ made them. A statement spanning several lines is one step, reported at its first
 `loop_iter`, the how-many-th time the header runs in this loop instance.
 
 Limits: at most `max_events` events and `max_value_len` characters per value; reaching either is flagged
-(`truncated_events`, `truncated_values`), never silent. At the event cap tracing stops and the call runs to
-its end untraced. Only the calling thread is traced.
+(`truncated_events`, `truncated_values`), never silent. At the event cap the call is aborted, not run on: the
+tracer raises `TraceLimit` into the traced code. It is a BaseException, so `except Exception` lets it through;
+code that catches it anyway runs on untraced (until the sandbox's CPU limit), and the call still counts as
+truncated. Only the calling thread is traced.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from operators.trace.values import is_immutable_scalar, render
 TRACER_VERSION = "1"
 CODE_FILENAME = "<problem>"
 _MISSING = object()
+
+
+class TraceLimit(BaseException):
+    """Raised into the traced code when the trace reaches its event cap: the call stops there."""
 
 
 @dataclass
@@ -162,6 +168,7 @@ class Tracer:
         if len(self.events) >= self.max_events:
             self.truncated_events = True
             sys.settrace(None)
+            raise TraceLimit(f"the trace reached {self.max_events} events")
         event: Event = {
             "step": len(self.events),
             "event": kind,
@@ -172,6 +179,5 @@ class Tracer:
             "src": self.lines[line - 1].strip() if 0 < line <= len(self.lines) else "",
         }
         event.update({k: v for k, v in extra.items() if v is not None and v != {}})
-        if not self.truncated_events:
-            self.events.append(event)
+        self.events.append(event)
         return event

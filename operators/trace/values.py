@@ -1,7 +1,9 @@
 """Canonical value text: literals read back with `ast.literal_eval`, everything else is type-tagged.
 
 Limits, stated plainly: containers deeper than `MAX_DEPTH` render as `...`; a text longer than the caller's
-limit is cut and the caller is told (`render` returns a flag), never silently.
+limit is cut and the caller is told (`render` returns a flag), never silently. Rendering stops once the text is past
+the limit, so a value of a million items costs about as much as one of a hundred (the tracer renders every
+changed local at every step). A set is the exception: its items are sorted by their text, so all are rendered.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ _SCALARS = (bool, int, str, bytes, type(None))
 
 def render(value: Any, limit: int = 10_000) -> tuple[str, bool]:
     """Return (text, truncated) for `value`, cutting the text at `limit` characters."""
-    text = _render(value, 0, set())
+    text = _render(value, 0, set(), limit)
     if len(text) > limit:
         return text[:limit] + "…", True
     return text, False
@@ -62,7 +64,8 @@ def canonical(text: str) -> str | None:
     return rendered
 
 
-def _render(value: Any, depth: int, seen: set[int]) -> str:
+def _render(value: Any, depth: int, seen: set[int], budget: int) -> str:
+    """The value's text; or, once it is longer than `budget` characters, a prefix of it longer than that."""
     kind = type(value)
     if kind in _SCALARS:
         return repr(value)
@@ -75,22 +78,38 @@ def _render(value: Any, depth: int, seen: set[int]) -> str:
             return "[...]" if kind is list else "{...}"
         seen.add(id(value))
         try:
-            return _render_container(value, depth + 1, seen)
+            return _render_container(value, depth + 1, seen, budget)
         finally:
             seen.discard(id(value))
-    return _render_other(value)
+    return _render_other(value, budget)
 
 
-def _render_container(value: Any, depth: int, seen: set[int]) -> str:
-    if type(value) is dict:
-        items = ", ".join(f"{_render(k, depth, seen)}: {_render(v, depth, seen)}" for k, v in value.items())
-        return "{" + items + "}"
-    parts = [_render(item, depth, seen) for item in value]
-    if type(value) is list:
-        return "[" + ", ".join(parts) + "]"
-    if type(value) is tuple:
-        return "(" + parts[0] + ",)" if len(parts) == 1 else "(" + ", ".join(parts) + ")"
-    # Sets render sorted by their element text, so the text does not depend on hash seeds.
+def _render_container(value: Any, depth: int, seen: set[int], budget: int) -> str:
+    kind = type(value)
+    if kind in (set, frozenset):
+        return _render_set(value, depth, seen, budget)
+    opening, closing = {dict: "{}", list: "[]", tuple: "()"}[kind]
+    parts: list[str] = []
+    length = 1  # of the text so far
+    for item in value.items() if kind is dict else value:
+        if length > budget:  # the caller cuts the text here anyway
+            return opening + ", ".join(parts)
+        start = length + 2 if parts else length
+        if kind is dict:
+            key = _render(item[0], depth, seen, budget - start)
+            part = f"{key}: {_render(item[1], depth, seen, budget - start - len(key) - 2)}"
+        else:
+            part = _render(item, depth, seen, budget - start)
+        parts.append(part)
+        length = start + len(part)
+    if kind is tuple and len(parts) == 1:
+        return f"({parts[0]},)"
+    return opening + ", ".join(parts) + closing
+
+
+def _render_set(value: set | frozenset, depth: int, seen: set[int], budget: int) -> str:
+    """Items sorted by their text, so the text does not depend on hash seeds (every item is rendered to sort)."""
+    parts = [_render(item, depth, seen, budget) for item in value]
     if any(_seed_hashed(item) for item in value):
         _seed_ordered[0] = True
     text = "{" + ", ".join(sorted(parts)) + "}" if parts else "set()"
@@ -116,7 +135,7 @@ def reset_seed_order() -> None:
     _seed_ordered[0] = False
 
 
-def _render_other(value: Any) -> str:
+def _render_other(value: Any, budget: int) -> str:
     """A stable type-tagged text for objects that are not literals; never a memory address."""
     kind = type(value)
     name = kind.__name__
@@ -130,6 +149,6 @@ def _render_other(value: Any) -> str:
         return f"<{name} {value.__qualname__}>"
     fields = getattr(value, "__dict__", None)
     if isinstance(fields, dict):
-        attrs = ", ".join(f"{k}={_render(v, MAX_DEPTH - 2, set())}" for k, v in fields.items())
+        attrs = ", ".join(f"{k}={_render(v, MAX_DEPTH - 2, set(), budget)}" for k, v in fields.items())
         return f"<{name} {attrs}>" if attrs else f"<{name}>"
     return f"<{name}>"
