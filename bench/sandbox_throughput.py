@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from snoop_baseline import snoop_all
 
 from operators.sandbox.client import Limits, Sandbox
 
@@ -56,12 +56,6 @@ def loop(problems, traced):
     return (time.perf_counter() - started, events)
 '''
 
-_SNOOP = '''import pysnooper
-trace_file = "trace.log"
-{code}
-print("FINAL_RESULT:", f({args}))
-'''
-_DECORATOR = "@pysnooper.snoop(output=trace_file, depth=1)\n"  # above `def f`, as the reference inserts it
 _BATCH = 16
 
 
@@ -120,13 +114,8 @@ def fork_costs(n: int = 300) -> tuple[float, float]:
 
 def snooped(problems: list[tuple[str, str]]) -> tuple[float, float]:
     started, cpu_before = time.perf_counter(), _children_cpu()
-    with tempfile.TemporaryDirectory() as scratch:
-        for code, args in problems:
-            script = Path(scratch) / "script.py"
-            decorated = re.sub(r"^def f\(", _DECORATOR + "def f(", code, count=1, flags=re.M)
-            script.write_text(_SNOOP.format(code=decorated, args=args))
-            done = subprocess.run([sys.executable, str(script)], cwd=scratch, capture_output=True, timeout=30)
-            assert done.returncode == 0, done.stderr[-300:]
+    outcomes = snoop_all([(code, "f", args) for code, args in problems], workers=1, timeout_s=30)
+    assert set(outcomes) == {"ok"}, outcomes
     return time.perf_counter() - started, _children_cpu() - cpu_before
 
 
