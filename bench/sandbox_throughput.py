@@ -13,8 +13,10 @@ on, a child per problem (CRUXEval has one call per problem, so a child per call)
 runs under two hash seeds (a fresh child in a second fork server reproduces each call) and with one run.
 Every stream is sequential. Rates are given per wall second of that stream and per CPU second it used (the
 sandbox's whole process tree: client, bubblewrap, fork servers and their children, read from /proc) — the
-second is the per-core figure. Also prints the tracer's own cost per line event, and where a call's time
-goes: a bare fork and exit of the fork server, the Landlock ruleset, and the rest.
+second is the per-core figure. Also prints the tracer's own cost per line event, and where one run's time goes,
+phase by phase as the fork server runs a child: fork, isolation layers, the job in a fresh child against the same
+job run warm (the difference is the cold child's page faults and first touches), the tracer's share, the result's
+trip back and the cleanup.
 """
 
 from __future__ import annotations
@@ -80,36 +82,76 @@ def sandboxed(problems: list[tuple[str, str]], runs: int) -> tuple[float, float]
         return time.perf_counter() - started, _tree_cpu(servers) - cpu_before
 
 
-_FORK_COST = """
-import os, time
-from operators.sandbox import forkserver, landlock
+# Runs in a fresh interpreter with the fork server's imports and minimal environment: the life of one child
+# (as `forkserver._run_child` lives it: scratch, ruleset, fork, `_isolate`, the job, its frame, cleanup), timed
+# phase by phase, over CRUXEval calls. The same job run warm in the measuring process gives the cost of a cold
+# child's first touches (copy-on-write page faults, caches), and untraced the tracer's share.
+_PHASES = """
+import gc, json, os, statistics, sys, tempfile, time
+from operators.sandbox import calls, forkserver, isolation, landlock
+from operators.sandbox.wire import recv_frame, send_frame
 
-def measure(n):
-    roots, abi = landlock.read_roots(), landlock.abi_version()
-    started = time.perf_counter()
-    for _ in range(n):
+def measure(jobs, limits):
+    forkserver._layers.update(unprivileged_uid=isolation.can_drop_privileges(),
+                              filesystem=landlock.works(forkserver._READ_ROOTS, forkserver._LANDLOCK_ABI))
+    calls.warm_up()
+    gc.freeze()
+    phases = {}
+    for job in jobs:
+        t0 = time.perf_counter()
+        scratch = tempfile.mkdtemp(prefix="tracecot-bench-")
+        ruleset = forkserver._LANDLOCK_RULES.ruleset(scratch)
+        t1 = time.perf_counter()
+        read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
+            started = time.perf_counter()
+            forkserver._isolate(scratch, write_end, limits, ruleset)
+            isolated = time.perf_counter()
+            result = calls.run_job(job, limits)
+            ran = time.perf_counter()
+            data = calls.encode_result(result)
+            send_frame(write_end, json.dumps([started, isolated, ran, time.perf_counter()]).encode())
+            send_frame(write_end, data)
             os._exit(0)
+        t2 = time.perf_counter()
+        os.close(write_end)
+        os.close(ruleset)
+        child = json.loads(recv_frame(read_end, time.monotonic() + 30))
+        recv_frame(read_end, time.monotonic() + 30)
+        t3 = time.perf_counter()
+        os.close(read_end)
+        forkserver._kill_group(pid)
         os.waitpid(pid, 0)
-    fork = (time.perf_counter() - started) / n
-    started = time.perf_counter()
-    for _ in range(n):
-        pid = os.fork()
-        if pid == 0:
-            landlock.contain("/dev/null", roots, abi)
-            os._exit(0)
-        os.waitpid(pid, 0)
-    return fork, (time.perf_counter() - started) / n - fork
+        forkserver._remove(scratch)
+        t4 = time.perf_counter()
+        for name, seconds in (("scratch directory + Landlock ruleset (server)", t1 - t0),
+                              ("fork (server side)", t2 - t1), ("fork until the child runs", child[0] - t1),
+                              ("isolation layers in the child", child[1] - child[0]),
+                              ("the job, in a fresh child", child[2] - child[1]),
+                              ("result to JSON", child[3] - child[2]), ("frame to the server", t3 - child[3]),
+                              ("kill, reap, remove scratch", t4 - t3)):
+            phases.setdefault(name, []).append(seconds)
+    for traced in (True, False):
+        warm = []
+        for job in jobs:
+            started = time.perf_counter()
+            calls.run_job({**job, "traced": traced}, limits)
+            warm.append(time.perf_counter() - started)
+        phases["the job, warm, " + ("traced" if traced else "untraced")] = warm
+    sys.stdout = sys.__stdout__
+    print(json.dumps({name: statistics.median(values) for name, values in phases.items()}))
 """
 
 
-def fork_costs(n: int = 300) -> tuple[float, float]:
-    """Seconds for a bare fork and exit of a process with the fork server's imports, and for Landlock on top."""
-    script = f"{_FORK_COST}\nprint(list(measure({n})))"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=_ROOT)
-    fork, landlock = json.loads(done.stdout)
-    return fork, landlock
+def child_phases(problems: list[tuple[str, str]]) -> dict[str, float]:
+    """Median seconds of each phase of a sandbox child's life, measured as the fork server lives it."""
+    jobs = [{"code": code, "entry_point": "f", "input": args} for code, args in problems]
+    script = f"{_PHASES}\nmeasure({jobs!r}, {Limits().wire()!r})"
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}  # as the fork server gets it
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=_ROOT,
+                          env=env)
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def snooped(problems: list[tuple[str, str]]) -> tuple[float, float]:
@@ -165,7 +207,6 @@ def main() -> None:
     streams = {label: sandboxed(problems, runs) for label, runs in (
         ("default: 2 seeds, 8 for set calls", 2), ("1 run, no determinism check", 1))}
     snoop_s, snoop_cpu = (x * n / args.snoop for x in snooped(problems[: args.snoop]))
-    fork_s, landlock_s = fork_costs()
 
     print(f"{n} CRUXEval calls, one sequential stream each; rates per wall second | per CPU second")
     print(f"(a) plain exec, no tracer, no isolation per call:  {n / plain_s:8.0f} calls/s")
@@ -179,10 +220,10 @@ def main() -> None:
         print(f"sandbox ({label}) vs (b): {snoop_s / wall:.1f}x faster by wall, {snoop_cpu / cpu:.1f}x by CPU; "
               f"vs (a): {wall / plain_s:.0f}x slower")
     _, cpu = streams["default: 2 seeds, 8 for set calls"]
-    per_run, tracing = cpu / n / 2, (traced_s - plain_s) / n
-    print(f"where a run's CPU goes (default stream, {per_run * 1e3:.2f} ms per run): fork + exit "
-          f"{fork_s * 1e3:.2f} ms, Landlock {landlock_s * 1e3:.2f} ms, tracing {tracing * 1e3:.2f} ms, the rest "
-          f"(exec, IPC, JSON, other layers) {(per_run - fork_s - landlock_s - tracing) * 1e3:.2f} ms")
+    print(f"where one run of a call goes (medians over {min(n, 300)} calls, wall ms in a quiet child; the "
+          f"default stream spends {cpu / n / 2 * 1e3:.2f} CPU ms per run, client and servers included):")
+    for name, seconds in child_phases(problems[:300]).items():
+        print(f"  {name:48s} {seconds * 1e3:7.3f} ms")
 
 if __name__ == "__main__":
     main()

@@ -138,6 +138,20 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+_WARM_UP = ("def f(xs, k=2):\n    seen = {}\n    for x in xs:\n        if x not in seen:\n"
+            "            seen[x] = str(x) * k\n    return sorted(seen.items()), {x % 2 for x in xs}\n")
+
+
+def warm_up() -> None:
+    """Run one trusted call under the tracer here, in the fork server before it forks children: the lazy
+    imports, caches and first-use set-up it triggers then happen once, not again in every child."""
+    saved = sys.stdout, sys.stderr
+    try:
+        run_traced({"code": _WARM_UP, "entry_point": "f", "input": "[3, 1, 3], k=1"})
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def run_program(job: dict[str, Any]) -> dict[str, Any]:
     """Execute a whole program (a benchmark's checker: code plus asserts); ok when it raises nothing."""
     sys.stdout = sys.stderr = _CappedText(job.get("max_stdout", 10_000))

@@ -54,6 +54,7 @@ def main() -> None:
         "task_cap": _TASK_CAP_FD >= 0,
     })
     send_msg(protocol_out, {"layers": _layers})
+    calls.warm_up()
     # Objects that exist now are never collected: a child's collector then leaves them alone instead of
     # touching (and so copying) every page shared with this process.
     gc.freeze()
