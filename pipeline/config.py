@@ -41,7 +41,7 @@ class RayConfig:
 @dataclass
 class SandboxConfig:
     timeout_s: float = 5.0  # CPU seconds per run of a call: decides, whatever the load
-    wall_timeout_s: float = 60.0  # a safety net for calls that wait without computing
+    wall_timeout_s: float = 20.0  # a safety net for calls that wait without computing (4x the CPU limit)
     memory_mb: int = 1024
     runs: int = 2  # each run in its own fork server under its own hash seed; results must agree
     seed_order_runs: int = 8  # runs for calls that build or show a set whose order follows the hash seed

@@ -130,7 +130,7 @@ class Limits:
     busy the machine is; `wall_timeout_s` only stops calls that wait without computing (sleep, a blocked read)."""
 
     timeout_s: float = 5.0
-    wall_timeout_s: float = 60.0
+    wall_timeout_s: float = 20.0
     memory_mb: int = 1024
     file_size_mb: int = 16
     open_files: int = 64
