@@ -1,10 +1,11 @@
 """Real-world functions through the whole job, against the reference pipeline's tracing step on the same calls.
 
     pip install pysnooper
-    python bench/realworld.py [--per-task 5] [--sets mbppplus,humaneval]
+    python bench/realworld.py [--per-task 5] [--sets mbppplus,humaneval,cruxeval]
 
 Sets: MBPP+ (`../shared/data/mbppplus/`, 399 functions; `--per-task` inputs each, spread evenly over base and
-plus inputs, 0 for all ~43k) and HumanEval (164 functions, the inputs in their tests). For each set, in one run:
+plus inputs, 0 for all ~43k), HumanEval (164 functions, the inputs in their tests) and, for comparison, CRUXEval
+(800 tiny functions, one call each). For each set, in one run:
 (1) the whole job (`tracecot run`: ingest, execute, narrate both directions, verify, Parquet), Ray start-up
 included: records/s, busy seconds per record by stage, rejects by reason;
 (2) every call once more through one sandbox, as the executor runs it: per-call latency p50/p99, and the
@@ -37,7 +38,8 @@ from pipeline.stages import limits
 from pipeline.storage import locate
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-SETS = {"mbppplus": DATA / "mbppplus" / "MbppPlus.jsonl", "humaneval": DATA / "humaneval" / "HumanEval.jsonl.gz"}
+SETS = {"mbppplus": DATA / "mbppplus" / "MbppPlus.jsonl", "humaneval": DATA / "humaneval" / "HumanEval.jsonl.gz",
+        "cruxeval": DATA / "cruxeval" / "cruxeval.jsonl"}
 _BATCH = 16
 
 
