@@ -108,7 +108,7 @@ def measure(jobs, limits):
             started = time.perf_counter()
             forkserver._isolate(scratch, write_end, limits, ruleset)
             isolated = time.perf_counter()
-            result = calls.run_job(job, limits)
+            result = calls.run_job(job)
             ran = time.perf_counter()
             data = calls.encode_result(result)
             send_frame(write_end, json.dumps([started, isolated, ran, time.perf_counter()]).encode())
@@ -136,7 +136,7 @@ def measure(jobs, limits):
         warm = []
         for job in jobs:
             started = time.perf_counter()
-            calls.run_job({**job, "traced": traced}, limits)
+            calls.run_job({**job, "traced": traced})
             warm.append(time.perf_counter() - started)
         phases["the job, warm, " + ("traced" if traced else "untraced")] = warm
     sys.stdout = sys.__stdout__

@@ -251,10 +251,13 @@ def body(cot: str) -> str:
 def extract(text: str, offset: int = 0) -> list[Claim]:
     """Every claim in `text`, in text order; a span matched by one kind is not matched again by another.
     `offset` is added to the claims' positions (for a sentence cut out of a longer text)."""
-    claims = _claims_in(text)
+    claims = _claims_in(text) if len(text) <= _CACHED_CHARS else _claims_in.__wrapped__(text)
     if not offset:
         return list(claims)
     return [replace(claim, start=claim.start + offset, end=claim.end + offset) for claim in claims]
+
+
+_CACHED_CHARS = 1000  # longer sentences are not remembered: the cache stays under ~10 MB
 
 
 @lru_cache(maxsize=8192)

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import sys
-import time
 import types
 from functools import lru_cache
 from typing import Any
@@ -77,37 +76,29 @@ def _written_in_input(value: Any) -> bool:
         and value.__code__.co_filename == "<string>"
 
 
-def run_job(job: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
-    """Run a job once in this process (a sandbox child). Over `timeout_s` of CPU time (all threads), or over
-    the wall-clock safety net, is a timeout even when it finished: CPU time decides, so the outcome does not
-    depend on how busy the machine is (within the noise of CPU accounting, a few per cent).
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run a job once in this process (a sandbox child). Its time limits are kept from outside: the fork server
+    watches the child's CPU time (`operators.sandbox.forkserver`), which code in here could not forge.
 
     Whether a result is reproducible is decided by the client, which runs the job again in another fork
     server started with another hash seed (`operators.sandbox.client`).
     """
-    run = run_program if job.get("kind") == "program" else run_traced
-    started, cpu = time.monotonic(), time.process_time()
-    result = run(job)
-    if time.process_time() - cpu > limits["timeout_s"]:
-        return {"outcome": "timeout", "message": f"CPU-time limit reached ({limits['timeout_s']} s)"}
-    if time.monotonic() - started > limits["wall_timeout_s"]:
-        return {"outcome": "timeout", "message": f"wall-clock limit reached ({limits['wall_timeout_s']} s)"}
-    return result
+    return run_program(job) if job.get("kind") == "program" else run_traced(job)
 
 
 def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     """Execute `job["code"]`, call its entry point on `job["input"]` under the tracer; runs in the sandbox.
 
-    A call that reaches the event cap stops there (`trace_truncated`, no trace sent back). `"traced": False`
-    runs the call without the tracer, for its output alone (an empty trace)."""
+    A call that reaches the event cap stops there (`trace_truncated`, no trace sent back); one whose trace
+    became unreliable stops too (`trace_failed`, see `Tracer`). `"traced": False` runs the call without the
+    tracer, for its output alone (an empty trace)."""
     namespace: dict[str, Any] = {"__name__": "__problem__", "__builtins__": builtins}
     stdout = _CappedText(job.get("max_stdout", 10_000))
     sys.stdout = sys.stderr = stdout
     try:
         exec(_compiled(job["code"], CODE_FILENAME), namespace)
     except (Exception, SystemExit) as exc:
-        return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300],
-                "line": _user_line(exc), "where": "module"}
+        return {**_raised(exc), "where": "module"}
     try:
         args, kwargs = evaluate_args(job["input"], namespace)
     except BadInput as err:
@@ -120,11 +111,11 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     reset_seed_order()
     try:
         value = tracer.run(fn, args, kwargs) if job.get("traced", True) else fn(*args, **kwargs)
-    except TraceLimit:
-        pass  # reported below: user code cannot hide the cap by raising something else or returning
+    except TraceLimit as exc:  # the tracer's own stop is reported below, whatever the code did after it
+        if not tracer.stopped:
+            result.update(_raised(exc))  # raised by the traced code itself: an exception like any other
     except (Exception, SystemExit) as exc:
-        result.update(outcome=_failure_outcome(exc), exc_type=type(exc).__name__, message=str(exc)[:300],
-                      line=_user_line(exc))
+        result.update(_raised(exc))
     else:
         text, cut = render(value, job.get("max_output_len", 10_000))
         result.update(outcome="ok", output=text, output_truncated=cut, output_is_literal=_round_trips(value, text))
@@ -133,6 +124,9 @@ def run_traced(job: dict[str, Any]) -> dict[str, Any]:
     if tracer.truncated_events:
         return {"outcome": "trace_truncated", "message": f"the trace reached {tracer.max_events} events "
                 "(tracer.max_events); the call was stopped there", "stdout": result["stdout"]}
+    if tracer.failure:
+        return {"outcome": "trace_failed", "message": f"{tracer.failure}; the call was stopped there",
+                "stdout": result["stdout"]}
     if isolation.violations and result["outcome"] == "ok":
         result.update(outcome="sandbox_violation", message=f"attempted {isolation.violations[0]}")
     return result
@@ -175,6 +169,11 @@ def encode_result(result: dict[str, Any], compare_only: bool = False) -> bytes:
     result["digest"] = hashlib.blake2b(trace.encode(), digest_size=16).hexdigest()
     head = json.dumps(result, separators=(",", ":"))
     return (head if compare_only else f'{head[:-1]},"trace":{trace}}}').encode()
+
+
+def _raised(exc: BaseException) -> dict[str, Any]:
+    return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300],
+            "line": _user_line(exc)}
 
 
 def _failure_outcome(exc: BaseException) -> str:

@@ -31,8 +31,8 @@ from operators.sandbox.isolation import TaskCap
 from operators.sandbox.wire import recv_frame, recv_msg, send_msg
 from operators.trace.values import valid_text
 
-OUTCOMES = ("ok", "exception", "timeout", "trace_truncated", "memory", "output_limit", "killed", "sandbox_violation",
-            "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
+OUTCOMES = ("ok", "exception", "timeout", "trace_truncated", "trace_failed", "memory", "output_limit", "killed",
+            "sandbox_violation", "nondeterministic", "bad_input", "entry_point_missing", "sandbox_error")
 LAYERS = ("network_namespace", "seccomp", "rlimits", "timeout", "scrubbed_env", "scratch_dir", "unprivileged_uid",
           "readonly_fs", "no_capabilities", "filesystem", "task_cap")
 DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout", "filesystem")

@@ -6,9 +6,10 @@ comes back per job, in order. The server enters a fresh network namespace once, 
 could set up, then forks a child that applies the per-child layers, runs the call under the tracer and writes its
 JSON result to a pipe. A child runs the jobs of one problem (consecutive jobs with the same code, up to
 `jobs_per_child`), never jobs of two problems: nothing one problem's code does can reach another's result. The
-child holds each job to its CPU limit; the server enforces the wall-clock safety net and the result size cap, and
-kills the child's whole process group when it is done with it. Each run of a job happens in one server, once;
-the client asks a second server, started with another hash seed, to run it again (`operators.sandbox.client`)."""
+server holds each job to its CPU time (read from /proc, RLIMIT_CPU as the backstop), the wall-clock safety net and
+the result size cap, and kills the child's whole process group when it is done with it. Each run of a job happens
+in one server, once; the client asks a second server, started with another hash seed, to run it again
+(`operators.sandbox.client`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import contextlib
 import gc
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -34,6 +36,8 @@ _LANDLOCK_ABI = landlock.abi_version()
 _READ_ROOTS = landlock.read_roots()
 _LANDLOCK_RULES = landlock.Rules(_READ_ROOTS, _LANDLOCK_ABI) if _LANDLOCK_ABI else None
 _TASK_CAP_FD = int(os.environ.get("TRACECOT_TASK_CAP_FD", "-1"))  # see isolation.TaskCap
+_CPU_POLL_S = 0.1  # how often a running child's CPU time is read
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SIGNAL_OUTCOMES = {signal.SIGXCPU: "timeout", signal.SIGKILL: "killed", signal.SIGSEGV: "killed"}
 
 
@@ -164,7 +168,7 @@ def _run_job(job: dict[str, Any], limits: dict[str, Any], last: bool) -> bytes:
     isolation.violations.clear()
     try:
         isolation.limit_cpu_from_now(limits["cpu_s"])
-        data = calls.encode_result(calls.run_job(job, limits), job.get("compare_only", False))
+        data = calls.encode_result(calls.run_job(job), job.get("compare_only", False))
     except MemoryError:
         data = b'{"outcome":"memory","message":"memory limit reached"}'
     except BaseException as exc:  # user code may raise SystemExit or worse; the child reports it
@@ -189,17 +193,41 @@ def _close_inherited_fds(keep: int) -> None:
 
 def _collect(fd: int, deadline: float, limits: dict[str, Any], pid: int) -> tuple[bytes | dict[str, Any], bool]:
     """The next job's result (the child's JSON, passed on unparsed, or the server's own verdict), and whether
-    the child is over: it died, ran out of time, or wrote too much."""
+    the child is over: it died, ran past its CPU time or the wall-clock net, or wrote too much.
+
+    CPU time decides, and it is watched from here (the child's CPU since its last result, from /proc), not by
+    the child, whose clock and signal handlers the code it runs can change. RLIMIT_CPU is the backstop."""
+    cpu_limit, started_cpu = limits["timeout_s"], _cpu_seconds(pid)
+    over_cpu = {"outcome": "timeout", "message": f"CPU-time limit reached ({cpu_limit} s)"}
+    over_wall = {"outcome": "timeout", "message": f"wall-clock limit reached ({limits['wall_timeout_s']} s)"}
     try:
-        return recv_frame(fd, deadline, limits["max_result_bytes"]), False
+        while not select.select([fd], [], [], max(0.0, min(deadline - time.monotonic(), _CPU_POLL_S)))[0]:
+            if time.monotonic() >= deadline:
+                return over_wall, True
+            if _cpu_seconds(pid) - started_cpu > cpu_limit:
+                return over_cpu, True
+        result = recv_frame(fd, deadline, limits["max_result_bytes"])
     except OverflowError:
         return {"outcome": "output_limit", "message": "result larger than the cap"}, True
     except TimeoutError:
-        return {"outcome": "timeout", "message": "wall-clock limit reached"}, True
+        return over_wall, True
     except EOFError:
         _kill_group(pid)
         _, status, usage = os.wait4(pid, 0)
-        return _died(status, usage.ru_utime + usage.ru_stime >= limits["timeout_s"]), True
+        return _died(status, usage.ru_utime + usage.ru_stime - started_cpu >= cpu_limit), True
+    if _cpu_seconds(pid) - started_cpu > cpu_limit:  # it finished, but past its time
+        return over_cpu, True
+    return result, False
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds a child has used so far (all its threads), or 0.0 where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
 def _stamped(result: bytes | dict[str, Any], wall_s: float, pid: int) -> bytes:
@@ -214,8 +242,8 @@ def _stamped(result: bytes | dict[str, Any], wall_s: float, pid: int) -> bytes:
 
 
 def _died(status: int, out_of_cpu: bool) -> dict[str, Any]:
-    """The outcome of a child that ended without a result: over its CPU time it is a timeout, whichever signal
-    ended it (a child that ignores SIGXCPU meets the hard limit's SIGKILL)."""
+    """The outcome of a child that ended without a result: over its job's CPU time it is a timeout, whichever
+    signal ended it (a child that ignores SIGXCPU meets the hard limit's SIGKILL)."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         outcome = "timeout" if out_of_cpu else _SIGNAL_OUTCOMES.get(sig, "killed")

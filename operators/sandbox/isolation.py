@@ -170,11 +170,12 @@ def limit_resources(limits: dict[str, Any]) -> None:
 
 def limit_cpu_from_now(seconds: int) -> None:
     """RLIMIT_CPU counts a process's whole life: move the soft limit so the next `seconds` of CPU end in
-    SIGXCPU (a timeout), for a child that runs several jobs in turn. The hard limit, set once, bounds them all."""
+    SIGXCPU, for a child that runs several jobs in turn; the hard limit, set once, bounds them all. A backstop:
+    the fork server watches each job's CPU time itself, and code that ignores SIGXCPU does not escape that."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     soft = math.ceil(usage.ru_utime + usage.ru_stime) + seconds
-    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard - 1), hard))
 
 
 def _set(which: int, value: int) -> None:

@@ -11,6 +11,13 @@ Limits: at most `max_events` events and `max_value_len` characters per value; re
 tracer raises `TraceLimit` into the traced code. It is a BaseException, so `except Exception` lets it through;
 code that catches it anyway runs on untraced (until the sandbox's CPU limit), and the call still counts as
 truncated. Only the calling thread is traced.
+
+The tracer never raises into the traced code anything but `TraceLimit`: a value it cannot render (a repr that
+raises, an integer too long to print, recursion) or traced code that removes or replaces the trace function
+(`sys.settrace`) leaves the trace unreliable, so the call is stopped and the run reports `failure`. Old values
+are not kept alive by the tracer (only immutable scalars are held, to skip re-rendering them), so finalisers
+and weak references behave as they do untraced. Code written to deceive can still reach the tracer object
+(`sys.gettrace().__self__`) and forge its own call's trace: see the sandbox's stated limits.
 """
 
 from __future__ import annotations
@@ -24,9 +31,9 @@ from operators.trace.events import Event
 from operators.trace.structure import structure
 from operators.trace.values import is_immutable_scalar, render
 
-TRACER_VERSION = "1"
+TRACER_VERSION = "2"
 CODE_FILENAME = "<problem>"
-_MISSING = object()
+_UNHELD = object()  # a snapshot's value that is not kept (anything but an immutable scalar)
 
 
 class TraceLimit(BaseException):
@@ -59,6 +66,7 @@ class Tracer:
         self.events: list[Event] = []
         self.truncated_events = False
         self.truncated_values = 0
+        self.failure: str | None = None  # why the trace is unreliable, if it is
         self._frames: dict[int, _Frame] = {}
         self._depth = 0
         self._calls = 0
@@ -69,10 +77,39 @@ class Tracer:
         try:
             return fn(*args, **kwargs)
         finally:
+            if sys.gettrace() != self._global and not (self.truncated_events or self.failure):
+                self.failure = "the traced code removed or replaced the tracer"
             sys.settrace(None)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the tracer stopped the call (event cap or failure)."""
+        return self.truncated_events or self.failure is not None
+
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if self.truncated_events or frame.f_code.co_filename != CODE_FILENAME:
+        try:
+            return self._on_call(frame)
+        except TraceLimit:
+            raise
+        except BaseException as err:
+            self._fail(err)
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        try:
+            return self._on_event(frame, event, arg)
+        except TraceLimit:
+            raise
+        except BaseException as err:
+            self._fail(err)
+
+    def _fail(self, err: BaseException) -> None:
+        """The trace cannot be trusted from here on: stop tracing and stop the call."""
+        self.failure = f"the tracer failed: {type(err).__name__}"
+        sys.settrace(None)
+        raise TraceLimit(self.failure)
+
+    def _on_call(self, frame: FrameType) -> Any:
+        if self.stopped or frame.f_code.co_filename != CODE_FILENAME:
             return None
         self._depth += 1
         self._calls += 1
@@ -82,9 +119,9 @@ class Tracer:
         self._emit(state, "call", self._line_of(frame), changes=changes)
         return self._local
 
-    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+    def _on_event(self, frame: FrameType, event: str, arg: Any) -> Any:
         state = self._frames.get(id(frame))
-        if state is None or self.truncated_events:
+        if state is None or self.stopped:
             return None
         line = self._line_of(frame)
         if event == "line" and self._continues(state, line, frame.f_lineno):
@@ -147,13 +184,14 @@ class Tracer:
         for name, value in current.items():
             if name.startswith("."):
                 continue
-            old_value, old_text = state.snapshot.get(name, (_MISSING, ""))
-            if old_value is value and is_immutable_scalar(value):
+            previous = state.snapshot.get(name)
+            scalar = is_immutable_scalar(value)
+            if previous is not None and previous[0] is value and scalar:
                 continue
             text = self._text(value)
-            if old_value is _MISSING or text != old_text:
+            if previous is None or text != previous[1]:
                 changes[name] = text
-            state.snapshot[name] = (value, text)
+            state.snapshot[name] = (value if scalar else _UNHELD, text)
         for name in [n for n in state.snapshot if n not in current]:
             del state.snapshot[name]
             changes[name] = None

@@ -1,9 +1,11 @@
 """Canonical value text: literals read back with `ast.literal_eval`, everything else is type-tagged.
 
-Limits, stated plainly: containers deeper than `MAX_DEPTH` render as `...`; a text longer than the caller's
-limit is cut and the caller is told (`render` returns a flag), never silently. Rendering stops once the text is past
-the limit, so a value of a million items costs about as much as one of a hundred (the tracer renders every
-changed local at every step). A set is the exception: its items are sorted by their text, so all are rendered.
+Limits, stated plainly: values deeper than `MAX_DEPTH` render as `<...>` (not a literal, so a value cut there is
+never taken for one); integers too long for `repr` (Python's 4,300-digit limit) as `<int of N bits>`; a text
+longer than the caller's limit is cut and the caller is told (`render` returns a flag), never silently.
+Rendering stops once the text is past the limit, so a value of a million items costs about as much as one of a
+hundred (the tracer renders every changed local at every step). A set is the exception: its items are sorted by
+their text, so all are rendered.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ MAX_DEPTH = 12
 _seed_ordered = [False]
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SCALARS = (bool, int, str, bytes, type(None))
+_INT_BITS = 14_000  # below Python's default 4,300-digit limit on int-to-text conversion (~14,284 bits)
 
 
 def render(value: Any, limit: int = 10_000) -> tuple[str, bool]:
@@ -67,12 +70,14 @@ def canonical(text: str) -> str | None:
 def _render(value: Any, depth: int, seen: set[int], budget: int) -> str:
     """The value's text; or, once it is longer than `budget` characters, a prefix of it longer than that."""
     kind = type(value)
+    if kind is int and value.bit_length() > _INT_BITS:
+        return f"<int of {value.bit_length()} bits>"
     if kind in _SCALARS:
         return repr(value)
     if kind is float:
         return repr(value) if math.isfinite(value) else f"float('{value}')"
     if depth >= MAX_DEPTH:
-        return "..."
+        return "<...>"
     if kind in (list, tuple, set, frozenset, dict):
         if id(value) in seen:
             return "[...]" if kind is list else "{...}"
@@ -81,7 +86,7 @@ def _render(value: Any, depth: int, seen: set[int], budget: int) -> str:
             return _render_container(value, depth + 1, seen, budget)
         finally:
             seen.discard(id(value))
-    return _render_other(value, budget)
+    return _render_other(value, depth, seen, budget)
 
 
 def _render_container(value: Any, depth: int, seen: set[int], budget: int) -> str:
@@ -135,8 +140,9 @@ def reset_seed_order() -> None:
     _seed_ordered[0] = False
 
 
-def _render_other(value: Any, budget: int) -> str:
-    """A stable type-tagged text for objects that are not literals; never a memory address."""
+def _render_other(value: Any, depth: int, seen: set[int], budget: int) -> str:
+    """A stable type-tagged text for objects that are not literals; never a memory address. An object's
+    attributes render shallowly (two levels below it at most), and an object met again inside itself as `<...>`."""
     kind = type(value)
     name = kind.__name__
     if kind.__module__ in ("builtins", "collections") and not callable(value):
@@ -148,7 +154,14 @@ def _render_other(value: Any, budget: int) -> str:
     if callable(value) and hasattr(value, "__qualname__"):
         return f"<{name} {value.__qualname__}>"
     fields = getattr(value, "__dict__", None)
-    if isinstance(fields, dict):
-        attrs = ", ".join(f"{k}={_render(v, MAX_DEPTH - 2, set(), budget)}" for k, v in fields.items())
-        return f"<{name} {attrs}>" if attrs else f"<{name}>"
-    return f"<{name}>"
+    if not isinstance(fields, dict):
+        return f"<{name}>"
+    if id(value) in seen:
+        return "<...>"
+    seen.add(id(value))
+    try:
+        below = max(depth, MAX_DEPTH - 3) + 1
+        attrs = ", ".join(f"{k}={_render(v, below, seen, budget)}" for k, v in fields.items())
+    finally:
+        seen.discard(id(value))
+    return f"<{name} {attrs}>" if attrs else f"<{name}>"
