@@ -112,7 +112,8 @@ HOSTILE = {
     "connect": ("import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', 1), timeout=1)\n    return x\n",
                 "sandbox_violation"),
     "fork-bomb": ("import os\ndef f(x):\n    while True:\n        os.fork()\n", "sandbox_violation"),
-    "spin": ("def f(x):\n    while True:\n        x += 1\n", "timeout"),
+    "spin": ("def f(x):\n    while True:\n        x += 1\n", "trace_truncated"),  # stopped at the event cap
+    "spin-in-c": ("def f(x):\n    return any(iter(int, 1))\n", "timeout"),  # no events: the CPU limit
     "memory-bomb": ("def f(x):\n    return 'a' * (4 * 2**30)\n", "memory"),
     "exit": ("import os\ndef f(x):\n    os._exit(0)\n", "killed"),
     "random": ("import random\ndef f(x):\n    return random.random()\n", "nondeterministic"),
