@@ -118,7 +118,7 @@ def report(name: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-task", type=int, default=5, help="MBPP+ inputs per task (0: all ~43k)")
-    parser.add_argument("--sets", default="mbppplus,humaneval")
+    parser.add_argument("--sets", default="mbppplus,humaneval,cruxeval")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets.split(","):
