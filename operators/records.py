@@ -1,14 +1,13 @@
-"""Row schemas shared by the stages, and the content hashes that make writes idempotent."""
+"""Row schemas shared by the stages, and turning rows into tables (a row that cannot be stored becomes a
+rejected row)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import pyarrow as pa
 
-DIRECTIONS = ("forward", "backward")
+from operators.ids import content_hash
 
 VERIFICATION = pa.struct([
     ("passed", pa.bool_()),
@@ -35,6 +34,7 @@ RECORD_SCHEMA = pa.schema([
     ("record_id", pa.string()),
     ("problem_id", pa.string()),
     ("source", pa.string()),
+    ("license", pa.string()),  # the input row's `license` field, else "unknown"
     ("direction", pa.string()),
     ("code", pa.string()),
     ("entry_point", pa.string()),
@@ -45,6 +45,10 @@ RECORD_SCHEMA = pa.schema([
     ("cot", pa.string()),
     ("answer", pa.string()),
     ("messages", MESSAGES),
+    ("prompt", pa.string()),  # the user turn of `messages`, for trainers that mask the prompt
+    ("completion", pa.string()),  # the assistant turn: the CoT ending in its [ANSWER] block
+    ("n_tokens", pa.int32()),  # prompt + completion tokens (export.tokenizer, no special tokens)
+    ("n_completion_tokens", pa.int32()),
     ("narrator", pa.string()),
     ("attempt", pa.int32()),  # model narrators: 0 for the first answer, k after k retries with feedback
     ("verification", VERIFICATION),
@@ -83,19 +87,8 @@ WORK_SCHEMA = pa.schema([
     ("t_execute", pa.float64()),
     ("t_narrate", pa.float64()),
     ("t_verify", pa.float64()),
+    ("t_export", pa.float64()),
 ])
-
-
-def content_hash(*parts: Any) -> str:
-    blob = json.dumps(parts, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def record_id(code: str, entry_point: str, input_text: str, direction: str, fingerprint: str, sample: int = 0) -> str:
-    """The id of a (problem call, direction, sample) under one fingerprint: equal inputs give equal ids."""
-    if sample:
-        return content_hash(code, entry_point, input_text, direction, fingerprint, sample)
-    return content_hash(code, entry_point, input_text, direction, fingerprint)
 
 
 def table(rows: list[dict[str, Any]], schema: pa.Schema = WORK_SCHEMA) -> pa.Table:

@@ -9,21 +9,32 @@ import sys
 import time
 from typing import Any, NoReturn
 
+import yaml
+
 from operators.eval.scoring import BENCHES
-from operators.llm.models import ModelUnavailable
-from operators.sandbox.calls import BadInput, input_text
-from operators.sandbox.client import Limits, Sandbox, SandboxUnavailable
+from pipeline import __version__
 from pipeline import config as cfg
-from pipeline import jobs
-from pipeline.jobs import ClusterUnreachable
-from pipeline.sources import InputError
-from pipeline.storage import StorageError, locate
 
 EXIT_USAGE = 2
 
 
+EXIT_EMPTY = 1  # input rows were read, but not one record came out of them
+
+# Errors that mean "your input, config or machine is not right": one line and exit 2, never a traceback. They are
+# named by module so that `--help` imports none of the heavy ones; an error can only come from a loaded module.
+USER_ERRORS = (("pipeline.config", "ConfigError"), ("pipeline.sources", "InputError"),
+               ("pipeline.storage", "StorageError"), ("operators.sandbox.client", "SandboxUnavailable"),
+               ("operators.sandbox.calls", "BadInput"), ("pipeline.jobs", "ClusterUnreachable"),
+               ("operators.llm.models", "ModelUnavailable"), ("operators.dataset.tokens", "TokenizerUnavailable"))
+
+
 class UsageError(Exception):
     """Raised instead of argparse's exit, so every usage problem is reported the same way."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    return isinstance(err, UsageError) or any(
+        module in sys.modules and isinstance(err, getattr(sys.modules[module], name)) for module, name in USER_ERRORS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,11 +44,15 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="tracecot", description="Execution-traced chain-of-thought data for code models.")
+    top.add_argument("--version", action="version", version=f"tracecot {__version__}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="build verified CoT records from a problem set")
     _run_options(run)
     run.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    run.add_argument("--dry-run", action="store_true", help="read the input and say what would run, where; run nothing")
+    run.add_argument("--allow-empty", action="store_true",
+                     help="exit 0 even when input rows were read and no record came out (default: exit 1)")
 
     submit = sub.add_parser("submit", help="submit a run as a Ray job to a cluster (Ray Jobs API)")
     _run_options(submit)
@@ -56,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", help="YAML run config (sandbox, verifier, storage, ray settings)")
     verify.add_argument("--limit", type=int, help="read at most N input rows")
     verify.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    _set_option(verify)
 
     evaluate = sub.add_parser("eval", help="score a model or its generations on a benchmark (in the sandbox)")
     evaluate.add_argument("--bench", required=True, choices=BENCHES)
@@ -87,6 +103,20 @@ def parser() -> argparse.ArgumentParser:
     decontam.add_argument("--ngram", type=int, default=10)
     decontam.add_argument("--threshold", type=float, default=0.5, help="n-gram overlap that flags a record")
 
+    report = sub.add_parser("report", help="rebuild a run's HTML report from its JSON report")
+    report.add_argument("output", help="a tracecot output: path or s3://bucket/prefix")
+    report.add_argument("--run", help="run id (default: the latest run in OUTPUT/runs)")
+
+    export = sub.add_parser("export", help="write an output's records as a dataset for training libraries")
+    export.add_argument("destination", metavar="DIR", help="folder (or s3://…) to write the dataset to")
+    export.add_argument("--format", choices=("hf",), default="hf",
+                        help="hf: Parquet splits and a dataset card that datasets.load_dataset(DIR) reads")
+    export.add_argument("--input", default=cfg.RunConfig().output,
+                        help="the tracecot output to export (default: %(default)s)")
+    export.add_argument("--validation-share", type=float, default=0.05,
+                        help="share of problems (functions) in the validation split (default: %(default)s)")
+    export.add_argument("--max-tokens", type=int, help="leave out records with more tokens (prompt + completion)")
+
     trace = sub.add_parser("trace", help="trace one call in the sandbox and print the trace")
     trace.add_argument("file", help="Python file with the function")
     trace.add_argument("--entry-point", required=True, help="function to call")
@@ -96,15 +126,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run_options(run: argparse.ArgumentParser) -> None:
+    default = cfg.RunConfig()
     run.add_argument("--config", help="YAML run config (see configs/)")
     run.add_argument("--input", help="problem file or folder: path or s3:// URI (default: shipped samples)")
     run.add_argument("--format", choices=cfg.FORMATS, help="input format (default: auto-detect per row)")
     run.add_argument("--output", help="output path or s3://bucket/prefix (default: ./tracecot-out)")
-    run.add_argument("--narrator", choices=cfg.NARRATORS, help="narrator backend (default: template)")
-    run.add_argument("--model", help="model id or path for model-backed narrators")
-    run.add_argument("--directions", help="comma-separated: forward,backward")
-    run.add_argument("--limit", type=int, help="read at most N input rows")
-    run.add_argument("--executors", type=int, help="max sandbox executor actors")
+    run.add_argument("--narrator", choices=cfg.NARRATORS, help=f"narrator backend (default: {default.narrator.name})")
+    run.add_argument("--model", help="model id or path for model-backed narrators (default: smollm2-135m)")
+    run.add_argument("--directions", help=f"comma-separated (default: {','.join(default.directions)})")
+    run.add_argument("--limit", type=int, help="read at most N input rows (default: all)")
+    run.add_argument("--executors", type=int, help=f"max sandbox executor actors (default: {default.ray.executors})")
+    _set_option(run)
+
+
+def _set_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="set one config key, e.g. --set sandbox.timeout_s=2 --set verifier.strict=false "
+                              "(values in YAML; applied after --config, before the flags above)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,19 +156,24 @@ def main(argv: list[str] | None = None) -> int:
             return _job(args)
         if args.command == "decontam":
             return _decontam(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "export":
+            return _export(args)
         return _run(args)
-    except (UsageError, cfg.ConfigError, InputError, StorageError, SandboxUnavailable, BadInput,
-            ClusterUnreachable, ModelUnavailable) as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"tracecot: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("tracecot: interrupted; finished batches are saved, run the same command again to complete",
-              file=sys.stderr)
+    except KeyboardInterrupt:  # a run handles its own interrupt (pipeline/graph.py); this is any other command
+        print("tracecot: interrupted", file=sys.stderr)
         return 130
 
 
 def _config(args: argparse.Namespace) -> cfg.RunConfig:
-    overrides: dict[str, Any] = {"input": args.input, "output": args.output, "limit": args.limit}
+    overrides: dict[str, Any] = dict(_settings(args.set))
+    overrides.update({"input": args.input, "output": args.output, "limit": args.limit})
     if args.command != "submit":
         overrides["ray.address"] = args.address
     if args.command in ("run", "submit"):
@@ -139,8 +182,24 @@ def _config(args: argparse.Namespace) -> cfg.RunConfig:
     return cfg.load(args.config, overrides)
 
 
+def _settings(pairs: list[str]) -> list[tuple[str, Any]]:
+    """`--set key=value` pairs, each value read as YAML (`2`, `false`, `[forward]`, `null`)."""
+    settings = []
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            settings.append((key.strip(), yaml.safe_load(text)))
+        except yaml.YAMLError as err:
+            raise UsageError(f"--set {key}: the value is not valid YAML: {str(err).splitlines()[0]}") from err
+    return settings
+
+
 def _job(args: argparse.Namespace) -> int:
     """`tracecot submit`, `logs` and `status`: runs as Ray jobs."""
+    from pipeline import jobs
+
     if args.command == "status":
         print(jobs.status(args.address, args.job_id))
         return 0
@@ -162,25 +221,42 @@ def _job(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """`tracecot run` and `tracecot verify`: the same dataflow, with or without narration."""
     config = _config(args)
-    from pipeline.graph import run  # imports Ray: keep `tracecot --help` and usage errors fast
+    mode = "verify" if args.command == "verify" else "narrate"
+    from pipeline.graph import plan, run  # imports Ray: keep `tracecot --help` and usage errors fast
+    from pipeline.jobs import ClusterUnreachable
 
+    if getattr(args, "dry_run", False):
+        for line in plan(config, mode):
+            print(line)
+        return 0
     try:
-        report = run(config, mode="verify" if args.command == "verify" else "narrate")
+        report = run(config, mode=mode)
     except ConnectionError as err:
         if not config.ray.address:
             raise
         raise ClusterUnreachable(f"cannot reach the Ray cluster at {config.ray.address}: {err}") from err
     for line in report["summary"]:
         print(line)
-    print(f"records:  {report['output']['records']}")
-    print(f"rejected: {report['output']['rejected']}")
-    print(f"report:   {report['output']['report']}")
+    for name in ("records", "rejected", "card", "report", "html", "log"):
+        print(f"{name + ':':9} {report['output'][name]}")
     print(f"wall time {report['wall_s']:.1f}s, {report['records_per_s']} records/s")
+    funnel = report["funnel"]
+    if report["status"] == "interrupted":
+        print(f"tracecot: interrupted: the {funnel['written_records']} records and {funnel['written_rejected']} "
+              "rejected rows written before the stop are kept; run the same command again to do the rest",
+              file=sys.stderr)
+        return 130
+    if funnel["rows_read"] and not funnel["written_records"] and not funnel["skipped_existing"] \
+            and not getattr(args, "allow_empty", False):
+        print(f"tracecot: no records: all {funnel['items']} items of {funnel['rows_read']} input rows were rejected "
+              "(see the funnel above and rejected/); --allow-empty makes this exit 0", file=sys.stderr)
+        return EXIT_EMPTY
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from pipeline import evaluate
+    from pipeline.storage import locate
 
     if args.generations:
         if args.prompt_template:
@@ -230,6 +306,7 @@ def _generate_and_score(args: argparse.Namespace) -> tuple[dict[str, Any], list[
 
 def _prompt_template(path: str) -> str:
     from operators.eval.prompts import check_template
+    from pipeline.storage import locate
 
     try:
         template = locate(path).read_bytes().decode()
@@ -249,7 +326,33 @@ def _decontam(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pipeline.html_report import write_html
+    from pipeline.report import read_report
+    from pipeline.storage import locate
+
+    output = locate(args.output)
+    report = read_report(output, args.run)
+    write_html(output, report["run_id"], report)
+    print(output.uri_of("runs", f"{report['run_id']}.html"))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.export import export_hf
+
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    print(json.dumps(export_hf(args.input, args.destination, args.validation_share, args.max_tokens), indent=2))
+    return 0
+
+
 def _trace(args: argparse.Namespace) -> int:
+    from operators.sandbox.calls import input_text
+    from operators.sandbox.client import Limits, Sandbox
+    from pipeline.sources import InputError
+    from pipeline.storage import locate
+
     try:
         code = locate(args.file).read_bytes().decode()
     except (OSError, UnicodeDecodeError) as err:

@@ -14,10 +14,11 @@ import yaml
 from operators.cot.narrate import NARRATOR_VERSION
 from operators.cot.prompts import PROMPT_VERSION, TEACHER_PROMPT_VERSION
 from operators.cot.verify import VERIFIER_VERSION
+from operators.dataset.tokens import BUNDLED as BUNDLED_TOKENIZER
+from operators.ids import DIRECTIONS, content_hash
 from operators.ingest.decontam import parse_against
 from operators.ingest.formats import FORMATS as INPUT_FORMATS
 from operators.llm.models import DEFAULT_MODEL
-from operators.records import DIRECTIONS, content_hash
 from operators.sandbox.client import DEFAULT_REQUIRED, LAYERS
 from operators.trace.tracer import TRACER_VERSION
 
@@ -145,6 +146,22 @@ class DecontamConfig:
 
 
 @dataclass
+class ExportConfig:
+    """The training columns: which tokenizer counts `n_tokens`, and the longest record kept."""
+
+    tokenizer: str | None = None  # null: the narrator's model (transformers, vllm), else the bundled SmolLM2 one
+    max_tokens: int | None = None  # records with more prompt + completion tokens are rejected as too_long
+
+    def tokenizer_for(self, narrator: NarratorConfig) -> str:
+        """The tokenizer actually used: the configured one, the model narrator's own, or the bundled one."""
+        if self.tokenizer:
+            return self.tokenizer
+        if narrator.name in ("transformers", "vllm") and narrator.model not in (None, DEFAULT_MODEL):
+            return narrator.model
+        return BUNDLED_TOKENIZER
+
+
+@dataclass
 class StorageConfig:
     endpoint_url: str | None = None
     region: str | None = None
@@ -165,6 +182,11 @@ class RunConfig:
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    @property
+    def tokenizer(self) -> str:
+        return self.export.tokenizer_for(self.narrator)
 
     def fingerprint(self) -> str:
         """Hash of everything that decides a record's content; reruns skip records with the same one."""
@@ -173,7 +195,7 @@ class RunConfig:
             dataclasses.asdict(self.tracer), self.narrator.content(), dataclasses.asdict(self.verifier),
             self.sandbox.timeout_s, self.sandbox.wall_timeout_s, self.sandbox.memory_mb, self.sandbox.runs,
             self.sandbox.seed_order_runs,
-            dataclasses.asdict(self.decontam),
+            dataclasses.asdict(self.decontam), self.tokenizer, self.export.max_tokens,
         )[:16]
 
     def as_dict(self) -> dict[str, Any]:
@@ -274,6 +296,7 @@ def validate(config: RunConfig) -> None:
     if unknown:
         raise ConfigError(f"unknown sandbox layer {unknown[0]!r} in sandbox.require (known: {', '.join(LAYERS)})")
     checks = [
+        (config.export.max_tokens is None or config.export.max_tokens >= 1, "export.max_tokens must be at least 1"),
         (config.ray.executors >= 1, "ray.executors must be at least 1"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),

@@ -7,22 +7,30 @@ each other forever.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import secrets
+import signal
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from operators.dataset import tokens
 from operators.sandbox.client import Sandbox
 from operators.stages.base import Placement
+from pipeline.card import CARD, write_card
 from pipeline.config import ConfigError, RunConfig
+from pipeline.html_report import write_html
 from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sources import input_files, iter_lines, read_problems
 from pipeline.stages import Step, ingest_step, limits, run_local, sink_step, steps
@@ -78,9 +86,12 @@ def up_to_date_tally(config: RunConfig, source: Location, done: Container[str], 
     return tally
 
 
-def start_ray(address: str | None) -> None:
-    """Join the cluster at `address`, reuse a Ray already started in this process, or start a local one."""
-    if not ray.is_initialized():
+def start_ray(address: str | None) -> bool:
+    """Join the cluster at `address`, reuse a Ray already started in this process, or start a local one.
+
+    Returns True when this call started Ray (so the run that asked should stop it)."""
+    started = not ray.is_initialized()
+    if started:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
@@ -93,6 +104,46 @@ def start_ray(address: str | None) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    return started
+
+
+def stop_ray() -> None:
+    """Shut Ray down with Ctrl-C ignored: an interrupt inside Ray's shutdown crashes the interpreter."""
+    with interrupts_ignored():
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def stderr_to_log(output: Location, run_id: str) -> Iterator[TextIO]:
+    """What this process writes to its stderr while the block runs goes to `runs/<run_id>.log` in the output:
+    Ray's start-up warnings, its C++ core-worker lines and the log lines its workers forward. Yields a stream
+    to the real stderr for tracecot's own progress lines."""
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        terminal = os.fdopen(os.dup(terminal_fd), "w", buffering=1)
+        try:
+            yield terminal
+        finally:
+            sys.stderr.flush()
+            os.dup2(terminal_fd, 2)
+            os.close(terminal_fd)
+            terminal.close()
+            log.seek(0)
+            output.write_bytes(log.read(), "runs", f"{run_id}.log")
 
 
 def refuse_unshared_output(config: RunConfig, output: Location) -> None:
@@ -105,52 +156,121 @@ def refuse_unshared_output(config: RunConfig, output: Location) -> None:
 
 
 def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrate") -> dict[str, Any]:
-    """Run the job described by `config`; returns the run report (also written to `runs/<run_id>.json`).
+    """Run the job described by `config`; returns the run report (also written to `runs/<run_id>.json`, with
+    `runs/<run_id>.html` beside it and the dataset card `README.md` at the output's root).
 
     `mode` "narrate" builds CoT from problems; "verify" checks CoT made elsewhere against real traces.
+    A Ctrl-C stops the run: what the sink wrote stays (files are complete or absent), the report says
+    "interrupted", and a rerun does the rest.
     """
     run_id = new_run_id()
     started = time.time()
+    source, output = check_before_running(config)
+    already = count_done(output)
+    done = DoneIndex(config.output, config.storage)  # loaded by the ingest actor, not here (see pipeline/state.py)
+    funnel = Funnel()
+    status = "finished"
+    up_to_date = up_to_date_tally(config, source, done, mode) if 0 < already <= DRIVER_CHECK_LIMIT else None
+    if up_to_date is not None:
+        funnel.add(up_to_date)
+        output.write_bytes(b"", "runs", f"{run_id}.log")
+        progress = progress or Progress()
+    else:
+        with stderr_to_log(output, run_id) as terminal:
+            progress = progress or Progress(terminal)
+            ray_started = False
+            try:
+                ray_started = start_ray(config.ray.address)
+                refuse_unshared_output(config, output)
+                batches = build(config, source, run_id, done, mode).iter_batches(batch_size=None,
+                                                                                 batch_format="pyarrow")
+                for batch in batches:
+                    for tally in batch.column("tally").to_pylist():
+                        funnel.add(Tally.from_json(tally))
+                    progress.update(funnel)
+            except KeyboardInterrupt:
+                status = "interrupted"
+            finally:
+                if ray_started:
+                    stop_ray()
+    progress.update(funnel, force=True, quiet=True)
+    with interrupts_ignored():
+        return finish(config, output, run_id, mode, status, started, already, funnel, progress.timeline)
+
+
+def check_before_running(config: RunConfig) -> tuple[Location, Location]:
+    """Input, output, tokenizer and sandbox are usable, or the run stops here with one clear error."""
     source = locate(config.input, config.storage)
     output = locate(config.output, config.storage)
     input_files(source)
     ensure_writable(output)
+    tokens.load(config.tokenizer)  # a tokenizer that cannot load would reject every row as an internal error
     if not config.ray.address:
         Sandbox(limits(config), tuple(config.sandbox.require)).close()  # fail early where isolation is missing
-    already = count_done(output)
-    done = DoneIndex(config.output, config.storage)  # loaded by the ingest actor, not here (see pipeline/state.py)
-    funnel = Funnel()
-    up_to_date = up_to_date_tally(config, source, done, mode) if 0 < already <= DRIVER_CHECK_LIMIT else None
-    if up_to_date is not None:
-        funnel.add(up_to_date)
-    else:
-        start_ray(config.ray.address)
-        refuse_unshared_output(config, output)
-        progress = progress or Progress()
-        batches = build(config, source, run_id, done, mode).iter_batches(batch_size=None, batch_format="pyarrow")
-        for batch in batches:
-            for tally in batch.column("tally").to_pylist():
-                funnel.add(Tally.from_json(tally))
-            progress.update(funnel)
+    return source, output
+
+
+def finish(config: RunConfig, output: Location, run_id: str, mode: str, status: str, started: float,
+           already: int, funnel: Funnel, timeline: list[list[float]]) -> dict[str, Any]:
+    """The run report (JSON and HTML) and the dataset card, written to the output."""
     wall = time.time() - started
     report = {
         "run_id": run_id,
         "mode": mode,
-        "status": "finished",
+        "status": status,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(wall, 3),
         "fingerprint": config.fingerprint(),
         "config": config.as_dict(),
+        "tokenizer": config.tokenizer,
         "versions": versions(),
         "funnel": funnel.as_dict(),
         "stage_busy_s": stage_timings(funnel),
         "narration": narration_summary(funnel.tally, config.narrator),
         "placement": placement(funnel.tally),
+        "lengths": funnel.lengths(),
+        "timeline": timeline,
         "records_per_s": round(funnel.tally.accepted / wall, 2),
         "already_done_at_start": already,
         "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),
-                   "report": output.uri_of("runs", f"{run_id}.json")},
+                   "card": output.uri_of(CARD), "report": output.uri_of("runs", f"{run_id}.json"),
+                   "html": output.uri_of("runs", f"{run_id}.html"), "log": output.uri_of("runs", f"{run_id}.log")},
     }
     write_report(output, run_id, report)
+    write_html(output, run_id, report)
+    write_card(output, report)
     report["summary"] = funnel.summary_lines()
     return report
+
+
+def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
+    """What `run` would do, without doing it: the input read and sorted here (ingest on the driver, no Ray,
+    no sandbox), the stages in order with their pools, and where the output goes."""
+    source = locate(config.input, config.storage)
+    output = locate(config.output, config.storage)
+    files = input_files(source)
+    already = count_done(output)
+    done = DoneIndex(config.output, config.storage)
+    tally = Tally()
+    ingest = ingest_step(config, Path(source.path).name, done, mode)
+    for batch in run_local([ingest], itertools.islice(iter_lines(source), config.limit)):
+        tally.add(count(batch.to_pylist())[0])
+    rejected = sum(tally.rejected.values())
+    where = f"the Ray cluster at {config.ray.address}" if config.ray.address else \
+        f"an embedded local Ray ({os.cpu_count()} CPUs)"
+    lines = [f"input:    {source.uri} ({len(files)} file{'s' * (len(files) != 1)})",
+             f"rows:     {tally.rows_read} → {tally.items} items ({', '.join(config.directions)})",
+             f"done:     {tally.skipped} items already in the output (of {already} rows there), skipped",
+             f"rejected: {rejected} at ingest" + (f" ({', '.join(f'{r} {n}' for (_, r), n in tally.rejected.items())})"
+                                                  if rejected else ""),
+             f"to run:   {tally.items - tally.skipped - rejected} items on {where}",
+             "stages:"]
+    for step in [*steps(config, Path(source.path).name, done, mode), sink_step(config, "dry-run")]:
+        low, high = (1, 1) if step.stage.placement.single_actor else step.actors
+        extra = f", GPUs {step.gpus}" if step.gpus else ""
+        extra += f", resources {step.resources}" if step.resources else ""
+        lines.append(f"  {step.stage.__name__:18} actors {low}-{high}, batch {step.batch_size}{extra}")
+    lines += [f"output:   {output.uri} (fingerprint {config.fingerprint()}, tokenizer {config.tokenizer})",
+              f"sandbox:  requires {', '.join(config.sandbox.require) or 'no layers'}; "
+              "checked when the run starts"]
+    return lines

@@ -8,12 +8,14 @@ import sys
 import time
 from typing import Any, TextIO
 
+import pyarrow.fs as pafs
+
 from pipeline.storage import Location
 from pipeline.tally import STAGES as TALLIED_STAGES
 from pipeline.tally import Tally
 
-STAGES = ("ingest", "execute", "trace", "narrate", "verify")
-FUNNEL_NAMES = ("read", "executed", "traced", "narrated", "verified")
+STAGES = ("ingest", "execute", "trace", "narrate", "verify", "export")
+FUNNEL_NAMES = ("read", "executed", "traced", "narrated", "verified", "written")  # what leaves each stage
 
 
 class Funnel:
@@ -56,12 +58,18 @@ class Funnel:
             "retried_attempts": self.tally.retried_attempts,  # also in rejected/, not items of their own
         }
 
+    def lengths(self) -> dict[str, dict[int, int]]:
+        """Accepted records per histogram bucket of each length (`pipeline.tally.bucket`)."""
+        out: dict[str, dict[int, int]] = {}
+        for (measure, edge), n in sorted(self.tally.lengths.items()):
+            out.setdefault(measure, {})[edge] = n
+        return out
+
     def summary_lines(self) -> list[str]:
         stages = self.stages()
         chain = " → ".join(f"{name} {stages[stage]['out']}" for name, stage in zip(FUNNEL_NAMES[1:], STAGES[1:],
                                                                                     strict=True))
-        lines = [f"funnel: read {self.tally.rows_read} rows ({self.items} items) → {chain} "
-                 f"→ written {self.tally.accepted}"]
+        lines = [f"funnel: read {self.tally.rows_read} rows ({self.items} items) → {chain}"]
         if self.tally.skipped:
             lines.append(f"skipped {self.tally.skipped} items already in the output (same fingerprint)")
         if self.tally.retried_attempts:
@@ -102,25 +110,30 @@ def narration_summary(tally: Tally, narrator: Any) -> dict[str, Any]:
 
 
 class Progress:
-    """Prints a line to stderr at most every `every` seconds while a run goes on."""
+    """Prints a line to stderr (or `stream`) at most every `every` seconds while a run goes on, and keeps the
+    same points as the run's timeline: [seconds, items, records]."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 2.0) -> None:
+    def __init__(self, stream: TextIO | None = None, every: float = 2.0) -> None:
         self.stream = stream
         self.every = every
         self.started = time.monotonic()
         self.last = 0.0
+        self.timeline: list[list[float]] = [[0.0, 0, 0]]
 
-    def update(self, funnel: Funnel, force: bool = False) -> None:
+    def update(self, funnel: Funnel, force: bool = False, quiet: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < self.every:
             return
         self.last = now
         elapsed = now - self.started
         done = funnel.items
+        self.timeline.append([round(elapsed, 2), done, funnel.tally.accepted])
+        if quiet:
+            return
         print(f"[tracecot] {elapsed:6.1f}s  rows {funnel.tally.rows_read}  items {done}  "
               f"records {funnel.tally.accepted}  rejected {sum(funnel.rejects.values())}  "
               f"skipped {funnel.tally.skipped}  ({done / max(elapsed, 1e-9):.1f} items/s)",
-              file=self.stream, flush=True)
+              file=self.stream or sys.stderr, flush=True)
 
 
 def versions() -> dict[str, str]:
@@ -139,3 +152,17 @@ def stage_timings(funnel: Funnel) -> dict[str, float]:
 
 def write_report(location: Location, run_id: str, report: dict[str, Any]) -> None:
     location.write_bytes(json.dumps(report, indent=2).encode(), "runs", f"{run_id}.json")
+
+
+def read_report(location: Location, run_id: str | None = None) -> dict[str, Any]:
+    """The JSON report of run `run_id`, or of the latest run (run ids sort by their start time)."""
+    from pipeline.sources import InputError
+
+    selector = pafs.FileSelector(location.join("runs"), allow_not_found=True)
+    ids = sorted(info.base_name.removesuffix(".json") for info in location.fs.get_file_info(selector)
+                 if info.base_name.endswith(".json"))
+    if not ids:
+        raise InputError(f"{location.uri} has no run reports in runs/: is it a tracecot output?")
+    if run_id is not None and run_id not in ids:
+        raise InputError(f"no run {run_id} in {location.uri_of('runs')} (latest: {ids[-1]})")
+    return json.loads(location.read_bytes("runs", f"{run_id or ids[-1]}.json"))

@@ -14,7 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from operators.records import RECORD_SCHEMA, REJECT_SCHEMA, content_hash, table
+from operators.ids import content_hash
+from operators.records import RECORD_SCHEMA, REJECT_SCHEMA, table
 from operators.stages.base import Placement
 from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate

@@ -1,6 +1,7 @@
 """The stages of a run, in dataflow order, as records: which stage, its arguments, its batch and its pool.
 
-    ingest → [decontam] → execute → narrate (template or model; not in `verify` mode) → verify → Parquet sink
+    ingest → [decontam] → execute → narrate (template or model; not in `verify` mode) → verify
+    → training columns → Parquet sink
 
 `pipeline/graph.py` builds the Ray Data graph from this list; `run_local` runs the same list in this process,
 without Ray (the up-to-date check of a rerun, the benches, tests). A stage declares its own placement policy
@@ -21,6 +22,7 @@ from operators.llm.backends import Sampling, Secret
 from operators.sandbox.client import Limits
 from operators.stages.decontam import DecontamStage
 from operators.stages.execute import Executor
+from operators.stages.export import TrainingColumns
 from operators.stages.ingest import ParseNarrations, ParseProblems
 from operators.stages.model_narrate import ModelNarrateStage
 from operators.stages.narrate import NarrateStage
@@ -76,6 +78,8 @@ def steps(config: RunConfig, source: str, done: Container[str], mode: str = "nar
         out.append(narrate_step(config))
     out.append(Step(VerifyStage, {**sandbox, **verifier_args(config)},
                     config.ray.batch_size, pool, resources=on_executors))
+    out.append(Step(TrainingColumns, {"tokenizer": config.tokenizer, "max_tokens": config.export.max_tokens},
+                    LINES_PER_BATCH))
     return out
 
 

@@ -12,7 +12,17 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-STAGES = ("ingest", "execute", "narrate", "verify")  # stages that note their busy time on the rows they make
+STAGES = ("ingest", "execute", "narrate", "verify", "export")  # stages that note their busy time on the rows they make
+LENGTHS = ("trace_steps", "n_tokens", "n_completion_tokens")  # record lengths counted in histogram buckets
+TOKEN_BUCKET = 64
+
+
+def bucket(measure: str, value: int) -> int:
+    """The lower edge of `value`'s histogram bucket: 64-token steps for token counts (so a trainer's
+    `max_length` can be read off), powers of two for trace steps (they span 1 to 20,000)."""
+    if measure == "trace_steps":
+        return 1 << (value.bit_length() - 1) if value > 0 else 0
+    return value // TOKEN_BUCKET * TOKEN_BUCKET
 
 
 @dataclass
@@ -27,6 +37,7 @@ class Tally:
     narrated: Counter[tuple[str, str]] = field(default_factory=Counter)  # (narrator, direction) → narrations
     accepted_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # (narrator, direction) → records
     placement: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, node) → rows made there
+    lengths: Counter[tuple[str, int]] = field(default_factory=Counter)  # (measure, bucket) → records: `bucket`
 
     def add(self, other: Tally) -> None:
         for name in _NAMES:
@@ -49,7 +60,7 @@ class Tally:
         tally = cls(**{name: data[name] for name in ("rows_read", "skipped", "accepted", "retried_attempts")})
         tally.busy_s.update(data["busy_s"])
         tally.tokens.update(data["tokens"])
-        for name in ("rejected", "narrated", "accepted_by", "placement"):
+        for name in ("rejected", "narrated", "accepted_by", "placement", "lengths"):
             getattr(tally, name).update({(a, b): n for a, b, n in data[name]})
         return tally
 
@@ -92,6 +103,9 @@ def count(rows: list[dict[str, Any]]) -> tuple[Tally, list[dict[str, Any]], list
                 tally.accepted += 1
                 if unit.get("narrator"):
                     tally.accepted_by[unit["narrator"], unit["direction"]] += 1
+                for measure in LENGTHS:
+                    if unit.get(measure) is not None:
+                        tally.lengths[measure, bucket(measure, unit[measure])] += 1
                 accepted.append(unit)
     return tally, accepted, rejected
 

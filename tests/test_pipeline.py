@@ -11,7 +11,8 @@ import pytest
 from conftest import SAMPLES, shared
 from helpers import funnel_adds_up, read, run_job
 
-from operators.records import RECORD_SCHEMA, content_hash
+from operators.ids import content_hash
+from operators.records import RECORD_SCHEMA
 from pipeline.config import StorageConfig
 from pipeline.state import DoneIndex
 

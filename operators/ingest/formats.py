@@ -26,6 +26,9 @@ _REQUIRED = {
 }
 
 
+UNKNOWN_LICENSE = "unknown"
+
+
 class BadProblem(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -40,6 +43,7 @@ class Problem:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str | None] = field(default_factory=list)
     bad_inputs: list[tuple[str, str]] = field(default_factory=list)
+    license: str = UNKNOWN_LICENSE
 
 
 def detect_format(row: dict[str, Any]) -> str | None:
@@ -85,7 +89,14 @@ def to_problem(row: dict[str, Any], fmt: str) -> Problem:
         problem = _from_asserts(str(row["task_id"]), row["prompt"] + row["canonical_solution"],
                                 [row["test"]], row["entry_point"])
     check_code(problem)
+    problem.license = row_license(row)
     return problem
+
+
+def row_license(row: dict[str, Any]) -> str:
+    """The row's own `license` field, or "unknown": tracecot does not guess a source's terms."""
+    value = row.get("license")
+    return value.strip()[:100] if isinstance(value, str) and value.strip() else UNKNOWN_LICENSE
 
 
 def _generic(row: dict[str, Any]) -> Problem:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from operators.records import reject, table
 
 # Counts that belong to an input row, not to each row it becomes: kept on the first row a stage makes of it.
-COUNTED_ONCE = ("rows_read", "t_ingest", "t_execute", "t_narrate", "t_verify")
+COUNTED_ONCE = ("rows_read", "t_ingest", "t_execute", "t_narrate", "t_verify", "t_export")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,18 @@ from collections.abc import Container
 from typing import Any
 
 from operators.cot.prompts import messages, student_prompt
-from operators.ingest.formats import BadProblem, Problem, check_code, detect_format, json_object, peek_id, to_problem
-from operators.records import DIRECTIONS, content_hash, record_id, reject
+from operators.ids import DIRECTIONS, content_hash, record_id
+from operators.ingest.formats import (
+    BadProblem,
+    Problem,
+    check_code,
+    detect_format,
+    json_object,
+    peek_id,
+    row_license,
+    to_problem,
+)
+from operators.records import reject
 from operators.sandbox.calls import BadInput, check_syntax
 from operators.stages.base import Placement, RowStage, guarded
 
@@ -81,8 +91,8 @@ class ParseProblems(LineParser):
         """The row to run for one call, plus a skipped row for its directions already in the output."""
         ids = [record_id(problem.code, problem.entry_point, args, d, self.fingerprint, n % self.samples)
                for n, d in enumerate(self.directions)]
-        row = {**base, "problem_id": problem.problem_id, "code": problem.code, "entry_point": problem.entry_point,
-               "input": args, "expected_output": expected, "stage": "ingest"}
+        row = {**base, "problem_id": problem.problem_id, "license": problem.license, "code": problem.code,
+               "entry_point": problem.entry_point, "input": args, "expected_output": expected, "stage": "ingest"}
         self.seen[ids[0]] += 1
         if self.seen[ids[0]] > 1:  # the same code and input again: one record is enough
             dup_id = content_hash("duplicate call", ids[0], self.seen[ids[0]])
@@ -147,7 +157,8 @@ class ParseNarrations(LineParser):
                         f"{self.fingerprint}:{content_hash(row['cot'])}")
         prompt = student_prompt(row["direction"], row["code"], row["entry_point"], row["input"], row["output"])
         return [{**base, "record_id": rid, "record_ids": [rid], "directions": [row["direction"]],
-                 "direction": row["direction"], "problem_id": peek_id(text), "code": row["code"],
+                 "direction": row["direction"], "problem_id": peek_id(text), "license": row_license(row),
+                 "code": row["code"],
                  "entry_point": row["entry_point"], "input": row["input"], "expected_output": row["output"],
                  "cot": row["cot"], "answer": row.get("answer"), "messages": messages(prompt, row["cot"]),
                  "stage": "ingest", "skipped": rid in self.done}]

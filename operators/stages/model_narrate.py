@@ -21,8 +21,9 @@ from typing import Any
 from operators.cot.claims import answer
 from operators.cot.prompts import messages, parse_completion, render_event, student_prompt, teacher_prompt
 from operators.cot.verify import Report, Verifier, reason_for
+from operators.ids import content_hash
 from operators.llm.backends import Backend, Completion, Conversation, Sampling, make_backend
-from operators.records import content_hash, reject
+from operators.records import reject
 from operators.stages.base import RowStage
 from operators.trace.events import TracedCall
 
