@@ -172,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config(args: argparse.Namespace) -> cfg.RunConfig:
-    overrides: dict[str, Any] = dict(_settings(args.set))
-    overrides.update({"input": args.input, "output": args.output, "limit": args.limit})
+    flags: dict[str, Any] = {"input": args.input, "output": args.output, "limit": args.limit}
     if args.command != "submit":
-        overrides["ray.address"] = args.address
+        flags["ray.address"] = args.address
     if args.command in ("run", "submit"):
-        overrides.update({"format": args.format, "directions": args.directions, "narrator.name": args.narrator,
-                          "narrator.model": args.model, "ray.executors": args.executors})
+        flags.update({"format": args.format, "directions": args.directions, "narrator.name": args.narrator,
+                      "narrator.model": args.model, "ray.executors": args.executors})
+    overrides = dict(_settings(args.set))
+    overrides.update({key: value for key, value in flags.items() if value is not None})
     return cfg.load(args.config, overrides)
 
 
@@ -238,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     for line in report["summary"]:
         print(line)
     for name in ("records", "rejected", "card", "report", "html", "log"):
-        print(f"{name + ':':9} {report['output'][name]}")
+        print(f"{name + ':':9} {report['output'][name] or '(nothing ran: the output is up to date)'}")
     print(f"wall time {report['wall_s']:.1f}s, {report['records_per_s']} records/s")
     funnel = report["funnel"]
     if report["status"] == "interrupted":

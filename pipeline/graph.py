@@ -173,7 +173,6 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
     up_to_date = up_to_date_tally(config, source, done, mode) if 0 < already <= DRIVER_CHECK_LIMIT else None
     if up_to_date is not None:
         funnel.add(up_to_date)
-        output.write_bytes(b"", "runs", f"{run_id}.log")
         progress = progress or Progress()
     else:
         with stderr_to_log(output, run_id) as terminal:
@@ -195,7 +194,8 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
                     stop_ray()
     progress.update(funnel, force=True, quiet=True)
     with interrupts_ignored():
-        return finish(config, output, run_id, mode, status, started, already, funnel, progress.timeline)
+        return finish(config, output, run_id, mode, status, started, already, funnel, progress.timeline,
+                      ran=up_to_date is None)
 
 
 def check_before_running(config: RunConfig) -> tuple[Location, Location]:
@@ -211,8 +211,9 @@ def check_before_running(config: RunConfig) -> tuple[Location, Location]:
 
 
 def finish(config: RunConfig, output: Location, run_id: str, mode: str, status: str, started: float,
-           already: int, funnel: Funnel, timeline: list[list[float]]) -> dict[str, Any]:
-    """The run report (JSON and HTML) and the dataset card, written to the output."""
+           already: int, funnel: Funnel, timeline: list[list[float]], ran: bool) -> dict[str, Any]:
+    """The run report (JSON and HTML) and the dataset card, written to the output. A rerun with nothing to do
+    (`ran` false) changed nothing: it writes its JSON report only, and stays quick."""
     wall = time.time() - started
     report = {
         "run_id": run_id,
@@ -234,11 +235,13 @@ def finish(config: RunConfig, output: Location, run_id: str, mode: str, status: 
         "already_done_at_start": already,
         "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),
                    "card": output.uri_of(CARD), "report": output.uri_of("runs", f"{run_id}.json"),
-                   "html": output.uri_of("runs", f"{run_id}.html"), "log": output.uri_of("runs", f"{run_id}.log")},
+                   "html": output.uri_of("runs", f"{run_id}.html") if ran else None,
+                   "log": output.uri_of("runs", f"{run_id}.log") if ran else None},
     }
     write_report(output, run_id, report)
-    write_html(output, run_id, report)
-    write_card(output, report)
+    if ran:
+        write_html(output, run_id, report)
+        write_card(output, report)
     report["summary"] = funnel.summary_lines()
     return report
 

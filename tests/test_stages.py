@@ -8,6 +8,7 @@ from conftest import SAMPLES, shared
 
 from operators.stages.decontam import DecontamStage
 from operators.stages.execute import Executor
+from operators.stages.export import TrainingColumns
 from operators.stages.ingest import ParseNarrations, ParseProblems
 from operators.stages.narrate import NarrateStage
 from operators.stages.verify import VerifyStage
@@ -20,9 +21,9 @@ from pipeline.tally import Tally, count
 def test_the_stage_list_is_the_dataflow_in_order():
     config = cfg.load(None, {"decontam.against": f"cruxeval={shared('cruxeval/cruxeval.jsonl')}"})
     assert [step.stage for step in steps(config, "x", frozenset())] == [
-        ParseProblems, DecontamStage, Executor, NarrateStage, VerifyStage]
+        ParseProblems, DecontamStage, Executor, NarrateStage, VerifyStage, TrainingColumns]
     assert [step.stage for step in steps(cfg.load(None, {}), "x", frozenset(), "verify")] == [
-        ParseNarrations, Executor, VerifyStage]
+        ParseNarrations, Executor, VerifyStage, TrainingColumns]
     single = {step.stage for step in [*steps(config, "x", frozenset()), sink_step(config, "r")]
               if step.stage.placement.single_actor}
     assert single == {ParseProblems, DecontamStage, ParquetSink}
@@ -37,7 +38,7 @@ def test_run_local_counts_every_input_row_once_however_many_rows_it_becomes():
         tally.add(count(batch.to_pylist())[0])
     assert tally.rows_read == len(lines)
     assert tally.accepted == tally.items > len(lines) and not tally.rejected
-    assert {stage for stage, _ in tally.placement} == {"ingest", "execute", "narrate", "verify"}
+    assert {stage for stage, _ in tally.placement} == {"ingest", "execute", "narrate", "verify", "export"}
     assert all(tally.busy_s[stage] > 0 for stage in ("ingest", "execute", "narrate", "verify"))
 
 
