@@ -1,6 +1,7 @@
 """The `tracecot` command as a user runs it: usage errors, the default run, interruption and resume."""
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -65,9 +66,12 @@ def test_default_run_writes_to_tracecot_out(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "funnel: read 32 rows" in result.stdout
     assert "[tracecot]" in result.stderr  # progress lines
+    assert all(line.startswith("[tracecot]") for line in result.stderr.splitlines()), result.stderr  # no Ray noise
     records = read(tmp_path / "tracecot-out", "records")
     assert records.num_rows > 0
-    assert list((tmp_path / "tracecot-out" / "runs").glob("*.json"))
+    runs = tmp_path / "tracecot-out" / "runs"
+    assert len(list(runs.glob("*.json"))) == len(list(runs.glob("*.html"))) == len(list(runs.glob("*.log"))) == 1
+    assert (tmp_path / "tracecot-out" / "README.md").exists()
 
 
 @integration
@@ -100,8 +104,11 @@ def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
         else:
             proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-        if how == "interrupt" and proc.returncode != 0:
-            assert proc.returncode == 130 and "run the same command again" in stderr
+        if how == "interrupt":
+            assert proc.returncode == 130, stderr[-2000:]
+            assert "Traceback" not in stderr and "written before the stop are kept" in stderr.splitlines()[-1]
+            (report,) = [json.loads(path.read_text()) for path in (output / "runs").glob("*.json")]
+            assert report["status"] == "interrupted"
     finally:
         if proc.poll() is None:
             proc.kill()
