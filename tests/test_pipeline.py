@@ -14,6 +14,7 @@ from helpers import funnel_adds_up, read, run_job
 from operators.ids import content_hash
 from operators.records import RECORD_SCHEMA
 from pipeline.config import StorageConfig
+from pipeline.export import export_hf
 from pipeline.state import DoneIndex
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -144,7 +145,7 @@ def test_a_new_direction_reuses_what_is_done(local_ray, tmp_path):
     assert set(read(tmp_path, "records").column("direction").to_pylist()) == {"forward", "backward"}
 
 
-def test_s3_output(local_ray, s3_server, tmp_path):
+def test_s3_output(local_ray, s3_server, tmp_path, monkeypatch):
     output = "s3://tracecot-test/runs/a"
     storage = {"storage.endpoint_url": s3_server}
     report = run_job(output=output, limit=6, **storage)
@@ -158,8 +159,14 @@ def test_s3_output(local_ray, s3_server, tmp_path):
         "aws_secret_access_key": "testing", "aws_region": "us-east-1"})
     assert frame.height == records.num_rows
     assert fs.get_file_info(f"tracecot-test/runs/a/runs/{report['run_id']}.json").type == pafs.FileType.File
+    for name in ("README.md", f"runs/{report['run_id']}.html", f"runs/{report['run_id']}.log"):
+        assert fs.get_file_info(f"tracecot-test/runs/a/{name}").type == pafs.FileType.File
     again = run_job(output=output, limit=6, **storage)
     assert again["funnel"]["written_records"] == 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)  # `tracecot export` reads S3 itself: no s3fs for `datasets`
+    export_hf(output, str(tmp_path / "hf"), validation_share=0.0)
+    datasets = pytest.importorskip("datasets")
+    assert datasets.load_dataset(str(tmp_path / "hf"))["train"].num_rows == records.num_rows
 
 
 def test_missing_bucket_is_a_clear_error(s3_server, tmp_path):
