@@ -116,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--validation-share", type=float, default=0.05,
                         help="share of problems (functions) in the validation split (default: %(default)s)")
     export.add_argument("--max-tokens", type=int, help="leave out records with more tokens (prompt + completion)")
+    export.add_argument("--fingerprint", help="export the records of this fingerprint (default: the latest run's; "
+                        "'all': every record, whatever config made it)")
 
     trace = sub.add_parser("trace", help="trace one call in the sandbox and print the trace")
     trace.add_argument("file", help="Python file with the function")
@@ -344,7 +346,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
-    print(json.dumps(export_hf(args.input, args.destination, args.validation_share, args.max_tokens), indent=2))
+    print(json.dumps(export_hf(args.input, args.destination, args.validation_share, args.max_tokens,
+                               args.fingerprint), indent=2))
     return 0
 
 

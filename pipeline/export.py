@@ -38,41 +38,67 @@ def split_of(code: str, entry_point: str, validation_share: float) -> str:
     return "validation" if position < validation_share else "train"
 
 
-def export_hf(source: str, destination: str, validation_share: float = 0.05,
-              max_tokens: int | None = None) -> dict[str, Any]:
-    """Write the records of the output at `source` as an HF dataset folder at `destination`; returns counts."""
+def export_hf(source: str, destination: str, validation_share: float = 0.05, max_tokens: int | None = None,
+              fingerprint: str | None = None) -> dict[str, Any]:
+    """Write the records of the output at `source` as an HF dataset folder at `destination`; returns counts.
+
+    Only records of one fingerprint go out: `fingerprint`, by default the latest run's ("all": every record).
+    Records made under an older config are other versions of the same items, and would be duplicates.
+    Split files an earlier export left in `destination/data/` are removed first, so none is read twice.
+    """
     if not 0 <= validation_share < 1:
         raise ConfigError("--validation-share must be in [0, 1)")
     src, dst = locate(source), locate(destination)
     records = src.join("records")
     if src.fs.get_file_info(records).type != pafs.FileType.Directory:
         raise InputError(f"{source} holds no records/ folder: is it a tracecot output?")
+    report = read_report(src)
+    fingerprint = fingerprint or report["fingerprint"]
+    _remove_old_splits(dst)
     writers = {split: _Writer(dst, split) for split in SPLITS}
     dropped = Counter[str]()
     dataset = pads.dataset(records, filesystem=src.fs, format="parquet", schema=RECORD_SCHEMA)
     for batch in dataset.to_batches():
-        table = pa.Table.from_batches([batch])
-        if max_tokens is not None:
-            unknown = pc.is_null(table.column("n_tokens"))
-            too_long = pc.fill_null(pc.greater(table.column("n_tokens"), max_tokens), False)
-            dropped["unknown_length"] += pc.sum(unknown).as_py() or 0
-            dropped["too_long"] += pc.sum(too_long).as_py() or 0
-            table = table.filter(pc.invert(pc.or_(unknown, too_long)))
+        table = _selected(pa.Table.from_batches([batch]), fingerprint, max_tokens, dropped)
         splits = [split_of(code, entry, validation_share) for code, entry in
                   zip(table.column("code").to_pylist(), table.column("entry_point").to_pylist(), strict=True)]
         for split, writer in writers.items():
             writer.add(table.filter(pa.array([s == split for s in splits], pa.bool_())))
     files = {split: f"data/{split}-*.parquet" for split, writer in writers.items() if writer.close()}
     if not files:
-        raise InputError(f"{source} has no records to export" + (" within --max-tokens" if max_tokens else ""))
+        raise InputError(f"{source} has no records of fingerprint {fingerprint} to export"
+                         + (f" within {max_tokens} tokens" if max_tokens else ""))
     totals = Contents()
     for split in files:
         totals.update(writers[split].contents)
-    card = card_text(files, {split: writers[split].contents.records for split in files}, totals, read_report(src))
+    card = card_text(files, {split: writers[split].contents.records for split in files}, totals, report)
     dst.write_bytes(card.encode(), CARD)
-    return {"destination": dst.uri, "splits": {split: writers[split].contents.total for split in files},
+    return {"destination": dst.uri, "fingerprint": fingerprint,
+            "splits": {split: writers[split].contents.total for split in files},
             "files": {split: writers[split].files for split in files}, "dropped": dict(dropped),
             "validation_share": validation_share, "card": dst.uri_of(CARD)}
+
+
+def _selected(table: pa.Table, fingerprint: str, max_tokens: int | None, dropped: Counter[str]) -> pa.Table:
+    """The rows to export; what is left out is counted in `dropped` by why."""
+    keep = pc.fill_null(pc.equal(table.column("fingerprint"), fingerprint), False) if fingerprint != "all" else \
+        pa.array([True] * table.num_rows)
+    dropped["other_fingerprint"] += table.num_rows - (pc.sum(keep).as_py() or 0)
+    if max_tokens is not None:
+        lengths = table.column("n_tokens")
+        unknown = pc.and_(keep, pc.is_null(lengths))
+        too_long = pc.and_(keep, pc.fill_null(pc.greater(lengths, max_tokens), False))
+        dropped["unknown_length"] += pc.sum(unknown).as_py() or 0
+        dropped["too_long"] += pc.sum(too_long).as_py() or 0
+        keep = pc.and_(keep, pc.invert(pc.or_(unknown, too_long)))
+    return table.filter(keep)
+
+
+def _remove_old_splits(location: Location) -> None:
+    selector = pafs.FileSelector(location.join("data"), allow_not_found=True)
+    for info in location.fs.get_file_info(selector):
+        if info.base_name.endswith(".parquet") and info.base_name.split("-", 1)[0] in SPLITS:
+            location.fs.delete_file(info.path)
 
 
 class _Writer:

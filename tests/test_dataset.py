@@ -156,10 +156,12 @@ def test_hf_export_loads_with_datasets_split_by_problem(output, tmp_path):
 def test_hf_export_max_tokens_leaves_out_long_records(output, tmp_path):
     lengths = read(output, "records").column("n_tokens").to_pylist()
     limit = sorted(lengths)[len(lengths) // 2]
+    assert main(["export", str(tmp_path / "short"), "--input", str(output), "--validation-share", "0.5"]) == 0
     assert main(["export", str(tmp_path / "short"), "--input", str(output), "--max-tokens", str(limit)]) == 0
-    kept = read_export(tmp_path / "short")
+    kept = read_export(tmp_path / "short")  # the first export's larger files are gone, not read twice
     assert kept.num_rows == sum(n <= limit for n in lengths)
     assert max(kept.column("n_tokens").to_pylist()) <= limit
+    assert main(["export", str(tmp_path / "none"), "--input", str(output), "--fingerprint", "0" * 16]) == 2
 
 
 def read_export(folder: Path) -> pa.Table:
