@@ -8,6 +8,7 @@ from what the output holds, so it never describes a dataset that is not there.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,14 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import yaml
 
+from operators.ids import DIRECTIONS
 from operators.ingest.formats import UNKNOWN_LICENSE
 from operators.records import RECORD_SCHEMA
 from pipeline.storage import Location
 
 CARD = "README.md"
+MARK = "<!-- tracecot dataset card: every run rewrites this file from the data; edit the config, not this file -->"
+_LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")  # how Hugging Face writes license ids: mit, cc-by-4.0
 _COUNTED = ("direction", "source", "license", "narrator", "fingerprint")
 
 
@@ -78,11 +82,30 @@ def _batches(location: Location, folder: str, columns: tuple[str, ...]):
         columns=list(columns))
 
 
-def write_card(output: Location, report: dict[str, Any]) -> None:
-    """The card of a run's output: every record under `records/` is the train split."""
+class ForeignCard(ValueError):
+    """A README.md that tracecot did not write is where the card would go: it is left alone."""
+
+
+def check_card_free(location: Location) -> None:
+    """Raise `ForeignCard` if `location` holds a README.md without tracecot's mark (the user's own file)."""
+    path = location.join(CARD)
+    if location.fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return
+    if MARK not in location.read_bytes(CARD).decode("utf-8", "replace"):
+        raise ForeignCard(f"{location.uri_of(CARD)} exists and was not written by tracecot: it is left as it is")
+
+
+def write_card(output: Location, report: dict[str, Any]) -> str | None:
+    """The card of a run's output (every record under `records/` is the train split); returns why it was not
+    written, or None."""
+    try:
+        check_card_free(output)
+    except ForeignCard as err:
+        return str(err)
     contents = count_rejected(output, count_records(output, "records"))
     splits = {"train": contents.records}
     output.write_bytes(card_text({"train": "records/*.parquet"}, splits, contents, report).encode(), CARD)
+    return None
 
 
 def card_text(files: dict[str, str], splits: dict[str, Counter[str]], contents: Contents,
@@ -90,8 +113,9 @@ def card_text(files: dict[str, str], splits: dict[str, Counter[str]], contents: 
     """The card: `files` maps each split to its Parquet files (a glob relative to the card), `splits` each
     split to its records per direction; `report` is the run report of the run that made the latest records."""
     licenses = sorted({license_ for _, license_ in contents.sources})
+    single = licenses[0] if len(licenses) == 1 else UNKNOWN_LICENSE
     header = {
-        "license": licenses[0] if len(licenses) == 1 and licenses[0] != UNKNOWN_LICENSE else "other",
+        "license": single if _LICENSE_ID.fullmatch(single) and single != UNKNOWN_LICENSE else "other",
         "pretty_name": "tracecot execution-traced chain-of-thought",
         "language": ["en"],
         "task_categories": ["text-generation"],
@@ -100,9 +124,9 @@ def card_text(files: dict[str, str], splits: dict[str, Counter[str]], contents: 
         "configs": [{"config_name": "default",
                      "data_files": [{"split": split, "path": path} for split, path in files.items()]}],
     }
-    directions = sorted({direction for counts in splits.values() for direction in counts})
+    directions = sorted({direction for counts in splits.values() for direction in counts}) or list(DIRECTIONS)
     lines = [
-        "---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
+        "---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", MARK, "",
         "# tracecot: execution-traced chain-of-thought records", "",
         "Each record is a Python function, one input and the step-by-step reasoning from the input to the output",
         "(`forward`) or from the output back to an input (`backward`). The function ran in a sandbox under a",
@@ -118,16 +142,17 @@ def card_text(files: dict[str, str], splits: dict[str, Counter[str]], contents: 
     ]
     if contents.rejected:
         lines += ["Rejected items, by stage and reason (not in the splits above):", "",
-                  *(f"- `{key}`: {n}" for key, n in contents.rejected.most_common()), ""]
+                  *(f"- {_cell(key)}: {n}" for key, n in contents.rejected.most_common()), ""]
     lines += [
         "## Sources and licenses", "",
         "| source | license | records |", "|---|---|---:|",
-        *(f"| {source} | {license_} | {n} |" for (source, license_), n in sorted(contents.sources.items())), "",
+        *(f"| {_cell(source)} | {_cell(license_)} | {n} |"
+          for (source, license_), n in sorted(contents.sources.items())), "",
         f"A license is the input row's own `license` field; `{UNKNOWN_LICENSE}` means the row had none: check the",
         "terms of that source before you publish or train on it. The reasoning text is written by the narrators",
         "below.", "",
         "## Narrators", "",
-        *(f"- `{name}`: {n} records" for name, n in contents.narrators.most_common()), "",
+        *(f"- {_cell(name)}: {n} records" for name, n in contents.narrators.most_common()), "",
         "## Columns", "",
         "| column | type |", "|---|---|",
         *(f"| `{f.name}` | `{f.type}` |" for f in RECORD_SCHEMA), "",
@@ -148,12 +173,22 @@ def card_text(files: dict[str, str], splits: dict[str, Counter[str]], contents: 
         "## Provenance", "",
         f"Made by tracecot {report['versions']['tracecot']}. Fingerprints (a hash of everything that decides a",
         "record's text: tracer, narrator, prompts, verifier and sandbox settings, tokenizer):", "",
-        *(f"- `{fingerprint}`: {n} records" for fingerprint, n in contents.fingerprints.most_common()), "",
+        *(f"- {_cell(fingerprint)}: {n} records" for fingerprint, n in contents.fingerprints.most_common()), "",
+        "Records of different fingerprints are versions of the same items made under different configs; "
+        "`tracecot export` takes one fingerprint (the latest run's by default).", "",
         f"The latest run, `{report['run_id']}` ({report['started']}, {report['status']}, fingerprint "
         f"`{report['fingerprint']}`), used this config:", "",
         "```yaml", yaml.safe_dump(report["config"], sort_keys=False).rstrip(), "```", "",
     ]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text from the data (a file name, a license) as one Markdown table cell that cannot break the table,
+    start a heading or carry HTML: newlines become spaces; pipes, backticks, emphasis, links and tags are
+    escaped."""
+    flat = " ".join(str(text).split())[:200]
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", flat) or "(none)"
 
 
 def _size_category(n: int) -> str:

@@ -71,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", help="YAML run config (sandbox, verifier, storage, ray settings)")
     verify.add_argument("--limit", type=int, help="read at most N input rows")
     verify.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    verify.add_argument("--allow-empty", action="store_true",
+                        help="exit 0 even when input rows were read and no record came out (default: exit 1)")
     _set_option(verify)
 
     evaluate = sub.add_parser("eval", help="score a model or its generations on a benchmark (in the sandbox)")
@@ -180,9 +182,7 @@ def _config(args: argparse.Namespace) -> cfg.RunConfig:
     if args.command in ("run", "submit"):
         flags.update({"format": args.format, "directions": args.directions, "narrator.name": args.narrator,
                       "narrator.model": args.model, "ray.executors": args.executors})
-    overrides = dict(_settings(args.set))
-    overrides.update({key: value for key, value in flags.items() if value is not None})
-    return cfg.load(args.config, overrides)
+    return cfg.load(args.config, flags, _settings(args.set))
 
 
 def _settings(pairs: list[str]) -> list[tuple[str, Any]]:
@@ -227,6 +227,8 @@ def _run(args: argparse.Namespace) -> int:
     mode = "verify" if args.command == "verify" else "narrate"
     from pipeline.graph import plan, run  # imports Ray: keep `tracecot --help` and usage errors fast
     from pipeline.jobs import ClusterUnreachable
+    from pipeline.state import count_done
+    from pipeline.storage import locate
 
     if getattr(args, "dry_run", False):
         for line in plan(config, mode):
@@ -241,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
     for line in report["summary"]:
         print(line)
     for name in ("records", "rejected", "card", "report", "html", "log"):
-        print(f"{name + ':':9} {report['output'][name] or '(nothing ran: the output is up to date)'}")
+        print(f"{name + ':':9} {report['output'][name]}")
     print(f"wall time {report['wall_s']:.1f}s, {report['records_per_s']} records/s")
     funnel = report["funnel"]
     if report["status"] == "interrupted":
@@ -249,8 +251,8 @@ def _run(args: argparse.Namespace) -> int:
               "rejected rows written before the stop are kept; run the same command again to do the rest",
               file=sys.stderr)
         return 130
-    if funnel["rows_read"] and not funnel["written_records"] and not funnel["skipped_existing"] \
-            and not getattr(args, "allow_empty", False):
+    if funnel["rows_read"] and not funnel["written_records"] and not args.allow_empty \
+            and not count_done(locate(config.output, config.storage), folders=("records",)):
         print(f"tracecot: no records: all {funnel['items']} items of {funnel['rows_read']} input rows were rejected "
               "(see the funnel above and rejected/); --allow-empty makes this exit 0", file=sys.stderr)
         return EXIT_EMPTY
@@ -346,6 +348,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
+    if not args.destination.strip():
+        raise UsageError("the export's DIR must be a path or s3:// URI, not empty")
     print(json.dumps(export_hf(args.input, args.destination, args.validation_share, args.max_tokens,
                                args.fingerprint), indent=2))
     return 0

@@ -149,16 +149,10 @@ class DecontamConfig:
 class ExportConfig:
     """The training columns: which tokenizer counts `n_tokens`, and the longest record kept."""
 
-    tokenizer: str | None = None  # null: the narrator's model (transformers, vllm), else the bundled SmolLM2 one
+    # null: SmolLM2's, bundled. Set it to the tokenizer of the model you will train (a folder, a tokenizer.json
+    # or a Hugging Face id): the student's tokens are what its max_length counts, not the narrator's.
+    tokenizer: str | None = None
     max_tokens: int | None = None  # records with more prompt + completion tokens are rejected as too_long
-
-    def tokenizer_for(self, narrator: NarratorConfig) -> str:
-        """The tokenizer actually used: the configured one, the model narrator's own, or the bundled one."""
-        if self.tokenizer:
-            return self.tokenizer
-        if narrator.name in ("transformers", "vllm") and narrator.model not in (None, DEFAULT_MODEL):
-            return narrator.model
-        return BUNDLED_TOKENIZER
 
 
 @dataclass
@@ -186,7 +180,7 @@ class RunConfig:
 
     @property
     def tokenizer(self) -> str:
-        return self.export.tokenizer_for(self.narrator)
+        return self.export.tokenizer or BUNDLED_TOKENIZER
 
     def fingerprint(self) -> str:
         """Hash of everything that decides a record's content; reruns skip records with the same one."""
@@ -202,14 +196,14 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def load(path: str | None, overrides: dict[str, Any]) -> RunConfig:
-    """Read the YAML file (if any), apply non-None overrides (dotted keys allowed), validate."""
+def load(path: str | None, overrides: dict[str, Any], settings: list[tuple[str, Any]] = ()) -> RunConfig:
+    """Read the YAML file (if any), apply `settings` (`--set`: a null there sets null), then the non-None
+    `overrides` (flags); keys may be dotted. Validate."""
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(path)
-    for key, value in overrides.items():
-        if value is None:
-            continue
+    given = [*settings, *((key, value) for key, value in overrides.items() if value is not None)]
+    for key, value in given:
         *sections, name = key.split(".")
         target = data
         for section in sections:
@@ -269,6 +263,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return float(value)
         if kind is list and isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        if kind is list and isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"config key {key} must be a list of names, got {value!r}")
         if isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool)):
             return value
     raise ConfigError(f"config key {key} must be {kinds[0].__name__}, got {value!r}")
@@ -277,6 +273,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def validate(config: RunConfig) -> None:
     if config.format not in FORMATS:
         raise ConfigError(f"unknown format {config.format!r} (choose from {', '.join(FORMATS)})")
+    if not config.output.strip():
+        raise ConfigError("output must be a path or s3:// URI, not empty")
+    if len(set(config.directions)) < len(config.directions):
+        raise ConfigError(f"directions lists a direction twice: {','.join(config.directions)}")
     bad = [d for d in config.directions if d not in DIRECTIONS] or ([] if config.directions else ["(none)"])
     if bad:
         raise ConfigError(f"unknown direction {bad[0]!r} (choose from forward, backward)")

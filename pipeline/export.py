@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 
 from operators.ids import content_hash
 from operators.records import RECORD_SCHEMA
-from pipeline.card import CARD, Contents, card_text
+from pipeline.card import CARD, Contents, ForeignCard, card_text, check_card_free
 from pipeline.config import ConfigError
 from pipeline.report import read_report
 from pipeline.sources import InputError
-from pipeline.storage import Location, locate
+from pipeline.storage import Location, StorageError, locate
 
 SPLITS = ("train", "validation")
 ROWS_PER_FILE = 50_000
@@ -49,11 +49,25 @@ def export_hf(source: str, destination: str, validation_share: float = 0.05, max
     if not 0 <= validation_share < 1:
         raise ConfigError("--validation-share must be in [0, 1)")
     src, dst = locate(source), locate(destination)
+    try:
+        return _export(src, dst, validation_share, max_tokens, fingerprint)
+    except ForeignCard as err:
+        raise InputError(f"{err}; export to another folder") from err
+    except OSError as err:  # pyarrow's file systems: no such bucket, not a folder, no permission, …
+        raise StorageError(f"cannot export {source} to {destination}: {err}") from err
+
+
+def _export(src: Location, dst: Location, validation_share: float, max_tokens: int | None,
+            fingerprint: str | None) -> dict[str, Any]:
+    source = src.uri
     records = src.join("records")
     if src.fs.get_file_info(records).type != pafs.FileType.Directory:
         raise InputError(f"{source} holds no records/ folder: is it a tracecot output?")
+    if type(src.fs) is type(dst.fs) and (dst.path + "/").startswith(src.path.rstrip("/") + "/"):
+        raise InputError(f"the export's folder {dst.uri} is inside the output it reads ({source})")
     report = read_report(src)
     fingerprint = fingerprint or report["fingerprint"]
+    check_card_free(dst)
     _remove_old_splits(dst)
     writers = {split: _Writer(dst, split) for split in SPLITS}
     dropped = Counter[str]()

@@ -21,6 +21,7 @@ from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import pyarrow as pa
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
@@ -32,12 +33,13 @@ from pipeline.card import CARD, write_card
 from pipeline.config import ConfigError, RunConfig
 from pipeline.html_report import write_html
 from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
-from pipeline.sources import input_files, iter_lines, read_problems
+from pipeline.sources import InputError, input_files, iter_lines, read_problems
 from pipeline.stages import Step, ingest_step, limits, run_local, sink_step, steps
 from pipeline.state import DoneIndex, count_done
 from pipeline.storage import Location, ensure_writable, locate
 from pipeline.tally import Tally, count
 
+UNCHANGED = "(nothing ran: the output is up to date)"
 DRIVER_CHECK_LIMIT = 1_000_000  # outputs up to this size are checked for "nothing to do" here, without Ray
 
 
@@ -235,13 +237,17 @@ def finish(config: RunConfig, output: Location, run_id: str, mode: str, status: 
         "already_done_at_start": already,
         "output": {"records": output.uri_of("records"), "rejected": output.uri_of("rejected"),
                    "card": output.uri_of(CARD), "report": output.uri_of("runs", f"{run_id}.json"),
-                   "html": output.uri_of("runs", f"{run_id}.html") if ran else None,
-                   "log": output.uri_of("runs", f"{run_id}.log") if ran else None},
+                   "html": output.uri_of("runs", f"{run_id}.html"), "log": output.uri_of("runs", f"{run_id}.log")},
     }
+    if ran:
+        problem = write_card(output, report)
+        if problem:
+            report["output"]["card"] = f"(not written: {problem})"
+    else:
+        report["output"].update(html=UNCHANGED, log=UNCHANGED)
     write_report(output, run_id, report)
     if ran:
         write_html(output, run_id, report)
-        write_card(output, report)
     report["summary"] = funnel.summary_lines()
     return report
 
@@ -252,12 +258,16 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
     source = locate(config.input, config.storage)
     output = locate(config.output, config.storage)
     files = input_files(source)
+    tokens.load(config.tokenizer)
     already = count_done(output)
     done = DoneIndex(config.output, config.storage)
     tally = Tally()
     ingest = ingest_step(config, Path(source.path).name, done, mode)
-    for batch in run_local([ingest], itertools.islice(iter_lines(source), config.limit)):
-        tally.add(count(batch.to_pylist())[0])
+    try:
+        for batch in run_local([ingest], itertools.islice(iter_lines(source), config.limit)):
+            tally.add(count(batch.to_pylist())[0])
+    except (OSError, pa.ArrowException) as err:  # a file that cannot be read at all (a run would fail on it too)
+        raise InputError(f"cannot read input {source.uri}: {err}") from err
     rejected = sum(tally.rejected.values())
     where = f"the Ray cluster at {config.ray.address}" if config.ray.address else \
         f"an embedded local Ray ({os.cpu_count()} CPUs)"

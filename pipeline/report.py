@@ -154,15 +154,29 @@ def write_report(location: Location, run_id: str, report: dict[str, Any]) -> Non
     location.write_bytes(json.dumps(report, indent=2).encode(), "runs", f"{run_id}.json")
 
 
+REPORT_KEYS = ("run_id", "mode", "status", "started", "wall_s", "fingerprint", "config", "versions", "funnel",
+               "stage_busy_s", "narration", "records_per_s", "output")
+
+
 def read_report(location: Location, run_id: str | None = None) -> dict[str, Any]:
     """The JSON report of run `run_id`, or of the latest run (run ids sort by their start time)."""
     from pipeline.sources import InputError
 
-    selector = pafs.FileSelector(location.join("runs"), allow_not_found=True)
-    ids = sorted(info.base_name.removesuffix(".json") for info in location.fs.get_file_info(selector)
-                 if info.base_name.endswith(".json"))
-    if not ids:
-        raise InputError(f"{location.uri} has no run reports in runs/: is it a tracecot output?")
-    if run_id is not None and run_id not in ids:
-        raise InputError(f"no run {run_id} in {location.uri_of('runs')} (latest: {ids[-1]})")
-    return json.loads(location.read_bytes("runs", f"{run_id or ids[-1]}.json"))
+    try:
+        selector = pafs.FileSelector(location.join("runs"), allow_not_found=True)
+        ids = sorted(info.base_name.removesuffix(".json") for info in location.fs.get_file_info(selector)
+                     if info.base_name.endswith(".json") and info.type == pafs.FileType.File)
+        if not ids:
+            raise InputError(f"{location.uri} has no run reports in runs/: is it a tracecot output?")
+        if run_id is not None and run_id not in ids:
+            raise InputError(f"no run {run_id} in {location.uri_of('runs')} (latest: {ids[-1]})")
+        path = location.uri_of("runs", f"{run_id or ids[-1]}.json")
+        report = json.loads(location.read_bytes("runs", f"{run_id or ids[-1]}.json"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the run reports of {location.uri}: {err}") from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not JSON: {err}") from err
+    missing = [key for key in REPORT_KEYS if not isinstance(report, dict) or key not in report]
+    if missing:
+        raise InputError(f"{path} is not a tracecot run report (it has no {missing[0]!r})")
+    return report

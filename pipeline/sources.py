@@ -6,10 +6,13 @@ import io
 import json
 from collections.abc import Iterator
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray.data
+from ray.data.datasource import FileBasedDatasource
 
+from operators.ingest.formats import decode_line
 from pipeline.storage import Location
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")
@@ -50,8 +53,7 @@ def read_problems(location: Location) -> ray.data.Dataset:
     parquet = [f for f in files if f.endswith(PARQUET_SUFFIXES)]
     parts = []
     if jsonl:
-        lines = ray.data.read_text(jsonl, filesystem=location.fs, drop_empty_lines=True, num_cpus=READ_CPUS)
-        parts.append(lines)
+        parts.append(ray.data.read_datasource(JsonLines(jsonl, filesystem=location.fs), num_cpus=READ_CPUS))
     if parquet:
         rows = ray.data.read_parquet(parquet, filesystem=location.fs, num_cpus=READ_CPUS)
         parts.append(rows.map(_as_text, num_cpus=READ_CPUS))
@@ -67,9 +69,22 @@ def iter_lines(location: Location) -> Iterator[str]:
             continue
         compression = "gzip" if path.endswith(".gz") else None
         with location.fs.open_input_stream(path, compression=compression) as stream:
-            for line in io.TextIOWrapper(stream, encoding="utf-8"):
-                if line.strip():
-                    yield line.rstrip("\n")
+            for raw in io.BufferedReader(stream):  # bytes, line by line: each line is decoded alone
+                if raw.strip():
+                    yield decode_line(raw.rstrip(b"\r\n"))
+
+
+def lines_of(data: bytes) -> list[str]:
+    """The non-empty lines of a JSON-lines file, each decoded alone (`decode_line`)."""
+    return [decode_line(raw) for raw in data.splitlines() if raw.strip()]
+
+
+class JsonLines(FileBasedDatasource):
+    """JSON-lines files as rows `{"text": <line>}`, like `ray.data.read_text`, but a line that is not UTF-8
+    does not fail its whole file: it is marked and rejected alone at ingest."""
+
+    def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
+        yield pa.table({"text": pa.array(lines_of(f.readall()), pa.string())})
 
 
 def _as_text(row: dict) -> dict:

@@ -56,10 +56,10 @@ class DoneIndex:
         return self._keys
 
 
-def count_done(location: Location) -> int:
-    """How many rows the output holds, from the Parquet footers alone (no ids are read)."""
+def count_done(location: Location, folders: tuple[str, ...] = _FOLDERS) -> int:
+    """How many rows the output holds (in `folders`), from the Parquet footers alone (no ids are read)."""
     total = 0
-    for folder in _FOLDERS:
+    for folder in folders:
         dataset = _dataset(location, folder)
         if dataset is not None:
             total += sum(fragment.count_rows() for fragment in dataset.get_fragments())

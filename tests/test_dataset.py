@@ -54,14 +54,17 @@ def test_records_over_max_tokens_are_rejected_as_too_long_not_cut():
     assert rows[1]["completion"] == "word " * 50  # the rejected row keeps its whole text
 
 
-def test_the_tokenizer_is_part_of_the_fingerprint_and_follows_a_model_narrator():
+def test_the_tokenizer_is_part_of_the_fingerprint():
     default = cfg.load(None, {})
     assert default.tokenizer == tokens.BUNDLED
-    assert cfg.load(None, {"narrator.name": "transformers", "narrator.model": "/models/m"}).tokenizer == "/models/m"
-    assert cfg.load(None, {"narrator.name": "transformers"}).tokenizer == tokens.BUNDLED  # the default model's own
+    # The student's tokenizer counts, not the narrator's (which may live only on GPU nodes)
+    assert cfg.load(None, {"narrator.name": "transformers", "narrator.model": "/models/m"}).tokenizer == tokens.BUNDLED
+    assert cfg.load(None, {"export.tokenizer": "/models/m"}).fingerprint() != default.fingerprint()
     assert cfg.load(None, {"export.max_tokens": 1024}).fingerprint() != default.fingerprint()
-    with pytest.raises(tokens.TokenizerUnavailable, match="cannot load the tokenizer"):
+    with pytest.raises(tokens.TokenizerUnavailable, match="no tokenizer at"):
         tokens.load("/no/such/tokenizer/folder/")
+    with pytest.raises(tokens.TokenizerUnavailable, match="cannot load the tokenizer"):
+        tokens.load("/etc/hostname")  # a file that is not a tokenizer
 
 
 def test_a_function_is_on_one_side_of_the_split_only():
@@ -84,6 +87,67 @@ def test_set_overrides_config_keys_and_flags_win(capsys):
         assert main(["run", *bad]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_set_null_resets_a_key_the_config_file_set(tmp_path):
+    from pipeline.cli import _config, parser
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("export:\n  max_tokens: 1024\nnarrator:\n  model: some/model\n")
+    args = parser().parse_args(["run", "--config", str(config_file), "--set", "export.max_tokens=null",
+                                "--set", "narrator.model=null"])
+    config = _config(args)
+    assert config.export.max_tokens is None and config.narrator.model is None
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["run", "--output", ""], "not empty"),
+    (["run", "--directions", "forward,forward"], "a direction twice"),
+    (["run", "--set", "sandbox.require=[[x]]"], "must be a list of names"),
+    (["run", "--dry-run", "--set", "export.tokenizer=/no/such/tokenizer"], "no tokenizer at /no/such/tokenizer"),
+    (["export", ""], "not empty"),
+    (["report", "/no/such/output"], "no run reports"),
+    (["verify", "--input", "x.jsonl", "--output", "o", "--allow-empty", "--set", "limit=0"], "limit must be"),
+])
+def test_more_usage_errors_exit_2_with_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_bad_run_reports_are_a_clear_error(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for text, needle in (("{}", "not a tracecot run report"), ("[1]", "not a tracecot run report"),
+                         ("oops", "is not JSON")):
+        (runs / "x.json").write_text(text)
+        assert main(["report", str(tmp_path)]) == 2
+        assert needle in capsys.readouterr().err
+
+
+def test_the_card_escapes_what_the_data_says_and_leaves_a_users_readme_alone(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    from pipeline.card import Contents, card_text, write_card
+    from pipeline.storage import locate
+
+    contents = Contents()
+    contents.records.update({"forward": 2})
+    contents.sources.update({("a|b `x`.jsonl", "MIT\n---\nfoo: bar\n# heading"): 1, ("c.jsonl", "<script>"): 1})
+    report = {"tokenizer": "t", "versions": {"tracecot": "0"}, "run_id": "r", "started": "s", "status": "finished",
+              "fingerprint": "f", "config": {"a": 1}}
+    text = card_text({"train": "records/*.parquet"}, {"train": contents.records}, contents, report)
+    (tmp_path / "README.md").write_text(text)
+    card = DatasetCard.load(tmp_path / "README.md")
+    assert card.data.license == "other"
+    rows = [line for line in card.text.splitlines() if line.startswith("| ") and ".jsonl" in line]
+    assert len(rows) == 2 and all(line.count(" | ") == 2 for line in rows)  # three cells each, pipes escaped
+    assert "<script>" not in card.text and "\n# heading" not in card.text
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("# my project\n")
+    assert "not written by tracecot" in write_card(locate(str(mine)), report)
+    assert (mine / "README.md").read_text() == "# my project\n"
 
 
 def test_help_and_version_do_not_import_ray():
@@ -151,6 +215,13 @@ def test_hf_export_loads_with_datasets_split_by_problem(output, tmp_path):
     assert card.data.license == "apache-2.0"
     assert {entry["split"] for entry in card.data.configs[0]["data_files"]} == {"train", "validation"}
     assert "| validation | " in card.text
+
+
+def test_hf_export_refuses_a_folder_inside_the_output_or_with_a_users_readme(output, tmp_path):
+    assert main(["export", str(output / "records" / "x"), "--input", str(output)]) == 2
+    (tmp_path / "README.md").write_text("# mine\n")
+    assert main(["export", str(tmp_path), "--input", str(output)]) == 2
+    assert (tmp_path / "README.md").read_text() == "# mine\n" and not (tmp_path / "data").exists()
 
 
 def test_hf_export_max_tokens_leaves_out_long_records(output, tmp_path):
@@ -228,12 +299,16 @@ def test_report_command_rebuilds_the_page(output):
 
 
 @pytest.mark.integration
-def test_a_run_with_every_row_rejected_exits_1(tmp_path):
+def test_a_run_with_every_row_rejected_exits_1_and_so_does_its_rerun(tmp_path):
     source = tmp_path / "bad.jsonl"
-    source.write_text('{"id": "a", "code": "def f(:", "entry_point": "f", "inputs": ["1"]}\nnot json\n')
-    result = tracecot("run", "--input", str(source), "--output", str(tmp_path / "out"), cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("tracecot: no records: all 2 items")
+    source.write_bytes(b'{"id": "a", "code": "def f(:", "entry_point": "f", "inputs": ["1"]}\nnot json\n'
+                       b'{"id": "b", "code": "s = \'\xff\'", "entry_point": "f", "inputs": ["1"]}\n')
+    for _ in range(2):  # the rerun finds every item done, and still no record
+        result = tracecot("run", "--input", str(source), "--output", str(tmp_path / "out"), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("tracecot: no records: all 3 items")
+    reasons = read(tmp_path / "out", "rejected").column("reason").to_pylist()
+    assert sorted(reasons) == ["malformed_json", "not_utf8", "syntax_error"]  # a line that is not UTF-8 is one row
     allowed = tracecot("run", "--input", str(source), "--output", str(tmp_path / "out2"), "--allow-empty",
                        cwd=tmp_path)
     assert allowed.returncode == 0, allowed.stderr

@@ -1,8 +1,8 @@
 """Token counts for the training columns, with a Hugging Face `tokenizers` tokenizer.
 
 `BUNDLED` is SmolLM2-135M-Instruct's tokenizer (Apache-2.0), shipped in this folder so that counting needs no
-model download and no `transformers`. Other tokenizers: a local folder holding `tokenizer.json`, or a Hugging
-Face id (fetched from the hub, so it needs network).
+model download and no `transformers`. Other tokenizers: a local folder holding `tokenizer.json`, such a file
+itself, or a Hugging Face id (fetched from the hub, so it needs network).
 
 A count is the number of tokens of the text alone, without special tokens: `n_tokens` of a record is its
 prompt's count plus its completion's, which is what TRL's SFTTrainer sees for a prompt/completion dataset
@@ -36,10 +36,13 @@ def load(name: str) -> Tokenizer:
     if name == BUNDLED:
         data = resources.files("operators.dataset").joinpath(_BUNDLED_FILE).read_bytes()
         return Tokenizer.from_str(gzip.decompress(data).decode())
-    folder = Path(name)
+    path = Path(name).expanduser()
+    if not path.exists() and name.startswith(("/", ".", "~")):
+        raise TokenizerUnavailable(f"no tokenizer at {name}: give a folder with tokenizer.json, a tokenizer.json "
+                                   "file, or a Hugging Face id")
     try:
-        if folder.is_dir():
-            return Tokenizer.from_file(str(folder / "tokenizer.json"))
+        if path.exists():
+            return Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
         return Tokenizer.from_pretrained(name)
     except Exception as err:  # tokenizers raises plain Exception for a missing file or an unreachable hub
         raise TokenizerUnavailable(f"cannot load the tokenizer {name!r}: {str(err).splitlines()[0]}") from err

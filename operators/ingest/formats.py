@@ -216,8 +216,22 @@ def check_code(problem: Problem) -> None:
         raise BadProblem("entry_point_missing", f"entry point {problem.entry_point!r} is not defined in the code")
 
 
+UNDECODABLE = "\x00not utf-8\x00"  # marks a line whose bytes are not UTF-8 (see `decode_line`)
+
+
+def decode_line(raw: bytes) -> str:
+    """One input line as text. A line that is not UTF-8 becomes `UNDECODABLE` plus its text with the bad bytes
+    escaped (`\\xff`), so it travels like any line and is rejected alone (`not_utf8`), never failing the read."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UNDECODABLE + raw.decode("utf-8", "backslashreplace")
+
+
 def json_object(text: str) -> dict[str, Any]:
     """The row a line holds, every text in it valid Unicode (a lone surrogate becomes its escape text)."""
+    if text.startswith(UNDECODABLE):
+        raise BadProblem("not_utf8", "line is not valid UTF-8 (its raw text shows the bad bytes escaped)")
     try:
         row = json.loads(text)
     except json.JSONDecodeError as err:
