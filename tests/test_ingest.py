@@ -79,3 +79,21 @@ def test_done_items_are_marked_skipped():
     ids = {rid for row in parse(line) for rid in row["record_ids"]}
     again = parse(line, done=frozenset(ids))
     assert all(row["skipped"] for row in again)
+
+
+def test_a_line_that_is_not_utf8_is_rejected_alone(tmp_path):
+    from pipeline.sources import iter_lines, lines_of
+    from pipeline.storage import locate
+
+    good = json.dumps({"id": "a", "code": "def f(x):\n    return x\n", "entry_point": "f", "inputs": ["1"]})
+    other = good.replace('"a"', '"c"').replace('["1"]', '["2"]').encode()
+    data = good.encode() + b"\n" + b'{"id": "b", "code": "\xff\xfe"}\n\n' + other + b"\r\n"
+    (tmp_path / "in.jsonl").write_bytes(data)
+    lines = list(iter_lines(locate(str(tmp_path / "in.jsonl"))))
+    assert lines == lines_of(data) and len(lines) == 3  # the driver's reader and the Ray reader agree
+    stage = ParseProblems(None, "in.jsonl", "fp")
+    rows = stage(pa.table({"text": pa.array(lines, pa.string())})).to_pylist()
+    assert [row["reason"] for row in rows if row["reason"]] == ["not_utf8"]
+    (bad,) = [row for row in rows if row["reason"]]
+    assert "\\xff\\xfe" in bad["raw"] and bad["rows_read"] == 1
+    assert sum(row["rows_read"] or 0 for row in rows) == 3
