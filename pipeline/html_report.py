@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import io
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -26,19 +28,19 @@ def write_html(location: Location, run_id: str, report: dict[str, Any]) -> None:
 
 def render(report: dict[str, Any]) -> str:
     charts = [
-        ("funnel", "Funnel: items entering and leaving each stage", _funnel(report)),
-        ("rejects", "Rejected items by stage and reason", _rejects(report)),
+        ("funnel", "Funnel: items entering and leaving each stage", _funnel),
+        ("rejects", "Rejected items by stage and reason", _rejects),
         ("trace-lengths", "Trace length of accepted records (steps, power-of-two buckets)",
-         _histogram(report, ["trace_steps"], "trace steps")),
+         partial(_histogram, measures=["trace_steps"], unit="trace steps")),
         ("tokens", "Tokens per accepted record (64-token buckets)",
-         _histogram(report, ["n_tokens", "n_completion_tokens"], "tokens",
-                    report["config"].get("export", {}).get("max_tokens"))),
-        ("acceptance", "Acceptance by narrator and direction", _acceptance(report)),
-        ("busy", "Busy time per stage (seconds, summed over actors)", _busy(report)),
-        ("throughput", "Items and records over time", _timeline(report)),
+         partial(_histogram, measures=["n_tokens", "n_completion_tokens"], unit="tokens",
+                 limit=report["config"].get("export", {}).get("max_tokens"))),
+        ("acceptance", "Acceptance by narrator and direction", _acceptance),
+        ("busy", "Busy time per stage (seconds, summed over actors)", _busy),
+        ("throughput", "Items and records over time", _timeline),
     ]
-    figures = "\n".join(f'<figure class="chart" id="{key}"><figcaption>{html.escape(title)}</figcaption>{svg}'
-                        "</figure>" for key, title, svg in charts)
+    figures = "\n".join(f'<figure class="chart" id="{key}"><figcaption>{html.escape(title)}</figcaption>'
+                        f"{_chart(draw, report)}</figure>" for key, title, draw in charts)
     summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary(report))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -83,9 +85,11 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prologue: the page embeds the element
 
 
-def _figure() -> tuple[Figure, Any]:
+def _chart(draw: Callable[[Any, dict[str, Any]], None], report: dict[str, Any]) -> str:
+    """One chart as SVG: `draw` fills the axes from the report."""
     figure = Figure(figsize=(7, 3.6), dpi=100)
-    return figure, figure.add_subplot()
+    draw(figure.add_subplot(), report)
+    return _svg(figure)
 
 
 def _empty(axes: Any, text: str) -> None:
@@ -94,8 +98,7 @@ def _empty(axes: Any, text: str) -> None:
     axes.set_yticks([])
 
 
-def _funnel(report: dict[str, Any]) -> str:
-    figure, axes = _figure()
+def _funnel(axes: Any, report: dict[str, Any]) -> None:
     stages = report["funnel"]["stages"]
     names = list(stages)[::-1]
     axes.barh(names, [stages[name]["in"] for name in names], color=_COLOURS["in"], label="in")
@@ -106,11 +109,9 @@ def _funnel(report: dict[str, Any]) -> str:
             axes.text(stages[name]["in"], y, f"  -{rejected}", va="center", color=_COLOURS["rejected"])
     axes.set_xlabel("items")
     axes.legend(loc="lower right")
-    return _svg(figure)
 
 
-def _rejects(report: dict[str, Any]) -> str:
-    figure, axes = _figure()
+def _rejects(axes: Any, report: dict[str, Any]) -> None:
     rejects = report["funnel"]["rejects_by_reason"]
     if not rejects:
         _empty(axes, "no rejected items")
@@ -118,16 +119,14 @@ def _rejects(report: dict[str, Any]) -> str:
         top = sorted(rejects.items(), key=lambda item: item[1])[-15:]
         axes.barh([key for key, _ in top], [n for _, n in top], color=_COLOURS["rejected"])
         axes.set_xlabel("items")
-    return _svg(figure)
 
 
-def _histogram(report: dict[str, Any], measures: list[str], unit: str, limit: int | None = None) -> str:
-    figure, axes = _figure()
+def _histogram(axes: Any, report: dict[str, Any], measures: list[str], unit: str, limit: int | None = None) -> None:
     lengths = report.get("lengths", {})
     present = [measure for measure in measures if lengths.get(measure)]
     if not present:
         _empty(axes, "no accepted records")
-        return _svg(figure)
+        return
     edges = sorted({int(edge) for measure in present for edge in lengths[measure]})
     width = 0.8 / len(present)
     for i, (measure, colour) in enumerate(zip(present, (_COLOURS["out"], _COLOURS["other"]), strict=False)):
@@ -140,15 +139,13 @@ def _histogram(report: dict[str, Any], measures: list[str], unit: str, limit: in
     if limit:
         axes.set_title(f"export.max_tokens = {limit}", fontsize=9)
     axes.legend()
-    return _svg(figure)
 
 
-def _acceptance(report: dict[str, Any]) -> str:
-    figure, axes = _figure()
+def _acceptance(axes: Any, report: dict[str, Any]) -> None:
     acceptance = report["narration"]["acceptance"]
     if not acceptance:
         _empty(axes, "nothing was narrated")
-        return _svg(figure)
+        return
     keys = list(acceptance)
     positions = range(len(keys))
     axes.bar([p - 0.2 for p in positions], [acceptance[key]["narrated"] for key in keys], 0.4,
@@ -161,26 +158,21 @@ def _acceptance(report: dict[str, Any]) -> str:
     axes.set_xticks(list(positions), keys, fontsize=8)
     axes.set_ylabel("narrations")
     axes.legend()
-    return _svg(figure)
 
 
-def _busy(report: dict[str, Any]) -> str:
-    figure, axes = _figure()
+def _busy(axes: Any, report: dict[str, Any]) -> None:
     busy = report["stage_busy_s"]
     axes.bar(list(busy), list(busy.values()), color=_COLOURS["out"])
     axes.set_ylabel("seconds")
-    return _svg(figure)
 
 
-def _timeline(report: dict[str, Any]) -> str:
-    figure, axes = _figure()
+def _timeline(axes: Any, report: dict[str, Any]) -> None:
     timeline = report.get("timeline") or []
     if len(timeline) < 2:
         _empty(axes, "no work ran (everything was already in the output)")
-        return _svg(figure)
+        return
     seconds, items, records = zip(*timeline, strict=True)
     axes.plot(seconds, items, label="items finished", color=_COLOURS["out"], marker=".")
     axes.plot(seconds, records, label="records written", color=_COLOURS["accepted"], marker=".")
     axes.set_xlabel("seconds since the start")
     axes.legend()
-    return _svg(figure)
