@@ -91,6 +91,73 @@ WORK_SCHEMA = pa.schema([
 ])
 
 
+# Problem synthesis (`tracecot agree`, `tracecot synthesize`): what dual agreement saw and decided.
+AGREEMENT = pa.struct([
+    ("score", pa.float64()),  # |tests passed| × sqrt(|cluster|), duplicates counted once (operators/synth/agreement.py)
+    ("cluster_size", pa.int32()),
+    ("clusters", pa.int32()),
+    ("solutions_seen", pa.int32()),
+    ("solutions_distinct", pa.int32()),
+    ("tests_seen", pa.int32()),
+    ("tests_distinct", pa.int32()),
+    ("tests_kept", pa.int32()),
+    ("set_aside", pa.string()),  # JSON: solutions and tests not used, by why (duplicate, unparseable, …)
+])
+
+# A kept problem: the generic input format (`id`, `code`, `entry_point`, `inputs`, `outputs`) plus provenance.
+PROBLEM_SCHEMA = pa.schema([
+    ("record_id", pa.string()),
+    ("id", pa.string()),
+    ("seed_id", pa.string()),  # the input row it came from (a seed text, a concept, a function, candidates)
+    ("source", pa.string()),
+    ("license", pa.string()),
+    ("code", pa.string()),
+    ("entry_point", pa.string()),
+    ("inputs", pa.list_(pa.string())),
+    ("outputs", pa.list_(pa.string())),
+    ("instruction", pa.string()),
+    ("concept", pa.string()),
+    ("generator", pa.string()),  # the model that wrote the candidates, or "input" for `tracecot agree`
+    ("agreement", AGREEMENT),
+    ("isolation", pa.list_(pa.string())),
+    ("fingerprint", pa.string()),
+    ("run_id", pa.string()),
+])
+
+SYNTH_REJECT_SCHEMA = pa.schema([
+    ("record_id", pa.string()),
+    ("id", pa.string()),
+    ("source", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("message", pa.string()),
+    ("raw", pa.string()),
+    ("solutions", pa.list_(pa.string())),
+    ("tests", pa.list_(pa.string())),
+    *[field for field in PROBLEM_SCHEMA if field.name not in ("record_id", "id", "source")],
+])
+SYNTH_KINDS = ("seed", "concept", "instruction", "function", "candidates")
+
+SYNTH_WORK_SCHEMA = pa.schema([
+    *SYNTH_REJECT_SCHEMA,
+    ("kind", pa.string()),  # what the row holds, one of SYNTH_KINDS; stages work on their kinds only
+    ("passed", pa.list_(pa.list_(pa.bool_()))),  # [solution][test], distinct solutions and tests
+    ("seed", pa.string()),  # synthesize: the text concepts are drawn from
+    ("signature", pa.string()),  # synthesize: the function header an instruction asks for
+    ("generations", pa.string()),  # JSON [[kind, outcome, n], …]: the model answers this row was made from
+    ("rows_read", pa.int32()),
+    ("placement", PLACEMENT),
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
+    ("skipped", pa.bool_()),
+    ("t_ingest", pa.float64()),
+    ("t_generate", pa.float64()),
+    ("t_execute", pa.float64()),
+    ("t_agree", pa.float64()),
+    ("t_dedup", pa.float64()),
+])
+
+
 def table(rows: list[dict[str, Any]], schema: pa.Schema = WORK_SCHEMA) -> pa.Table:
     """The rows as a table; a row that cannot be stored (a value of the wrong type, text that is not valid
     Unicode) becomes a rejected row saying so, instead of failing the whole batch."""

@@ -75,6 +75,29 @@ def parser() -> argparse.ArgumentParser:
                         help="exit 0 even when input rows were read and no record came out (default: exit 1)")
     _set_option(verify)
 
+    agree = sub.add_parser("agree", help="keep candidate problems (solutions + tests) that execution agrees on")
+    agree.add_argument("--input", required=True, help="JSONL/Parquet rows with id, instruction, entry_point, "
+                       "solutions (list of code), tests (list of assert statements)")
+    synthesize = sub.add_parser("synthesize", help="write new problems with a model; keep those execution agrees on")
+    synthesize.add_argument("--input", required=True, help="JSONL/Parquet rows: {id, text} seed texts, {id, concept} "
+                            "concepts, or {id, code, entry_point?} bare functions (inputs are found for them)")
+    synthesize.add_argument("--narrator", choices=cfg.NARRATORS[1:], help="the model backend, set up as for run's "
+                            "model narrators (default: transformers)")
+    synthesize.add_argument("--model", help="model id or path (default: smollm2-135m)")
+    synthesize.add_argument("--trace", action="store_true", help="then trace the kept problems into OUTPUT/traced "
+                            "(tracecot run, same config), in the same job")
+    for command in (agree, synthesize):
+        command.add_argument("--output", required=True, help="output path or s3://bucket/prefix: problems/ (the "
+                             "generic input format, which tracecot run reads), rejected/, runs/")
+        command.add_argument("--config", help="YAML config (synth, sandbox, decontam, storage, ray, narrator settings)")
+        command.add_argument("--limit", type=int, help="read at most N input rows")
+        command.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+        command.add_argument("--against", help="drop problems that duplicate benchmark items: cruxeval=PATH,… "
+                             "(sets decontam.against)")
+        command.add_argument("--allow-empty", action="store_true",
+                             help="exit 0 even when input rows were read and no problem was kept (default: exit 1)")
+        _set_option(command)
+
     evaluate = sub.add_parser("eval", help="score a model or its generations on a benchmark (in the sandbox)")
     evaluate.add_argument("--bench", required=True, choices=BENCHES)
     evaluate.add_argument("--data", required=True, help="the benchmark's data file (.jsonl, .jsonl.gz, .parquet)")
@@ -164,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "export":
             return _export(args)
+        if args.command in ("agree", "synthesize"):
+            return _synthesize(args)
         return _run(args)
     except Exception as err:
         if not is_user_error(err):
@@ -179,6 +204,10 @@ def _config(args: argparse.Namespace) -> cfg.RunConfig:
     flags: dict[str, Any] = {"input": args.input, "output": args.output, "limit": args.limit}
     if args.command != "submit":
         flags["ray.address"] = args.address
+    if args.command in ("agree", "synthesize"):
+        flags["decontam.against"] = args.against
+    if args.command == "synthesize":
+        flags.update({"narrator.name": args.narrator or "transformers", "narrator.model": args.model})
     if args.command in ("run", "submit"):
         flags.update({"format": args.format, "directions": args.directions, "narrator.name": args.narrator,
                       "narrator.model": args.model, "ray.executors": args.executors})
@@ -256,6 +285,41 @@ def _run(args: argparse.Namespace) -> int:
         print(f"tracecot: no records: all {funnel['items']} items of {funnel['rows_read']} input rows were rejected "
               "(see the funnel above and rejected/); --allow-empty makes this exit 0", file=sys.stderr)
         return EXIT_EMPTY
+    return 0
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    """`tracecot agree` and `tracecot synthesize` (with `--trace`, then `tracecot run` on what was kept)."""
+    config = _config(args)
+    if args.command == "synthesize" and not config.narrator.is_model:
+        raise cfg.ConfigError("synthesize needs a model backend: narrator.name transformers, vllm or openai")
+    from pipeline import synthesize
+
+    report = synthesize.run(config, mode=args.command)
+    for line in report["summary"]:
+        print(line)
+    for name in ("problems", "rejected", "report", "log"):
+        print(f"{name + ':':9} {report['output'][name]}")
+    funnel = report["funnel"]
+    print(f"wall time {report['wall_s']:.1f}s, {funnel['written_records']} problems kept")
+    if report["status"] == "interrupted":
+        print(f"tracecot: interrupted: the {funnel['written_records']} problems and {funnel['written_rejected']} "
+              "rejected rows written before the stop are kept; run the same command again to do the rest",
+              file=sys.stderr)
+        return 130
+    if not synthesize.holds_problems(config):
+        if funnel["rows_read"] and not args.allow_empty:
+            print(f"tracecot: no problems: every one of {funnel['items']} items was rejected (see the funnel above "
+                  "and rejected/); --allow-empty makes this exit 0", file=sys.stderr)
+            return EXIT_EMPTY
+        return 0
+    if getattr(args, "trace", False):
+        traced = synthesize.tracing_config(config)
+        print(f"tracecot: tracing the kept problems into {traced.output}", file=sys.stderr)
+        from pipeline.graph import run
+
+        for line in run(traced)["summary"]:
+            print(line)
     return 0
 
 

@@ -20,6 +20,9 @@ from operators.ingest.decontam import parse_against
 from operators.ingest.formats import FORMATS as INPUT_FORMATS
 from operators.llm.models import DEFAULT_MODEL
 from operators.sandbox.client import DEFAULT_REQUIRED, LAYERS
+from operators.synth.agreement import AGREEMENT_VERSION, TIES
+from operators.synth.dedup import DEDUP_VERSION
+from operators.synth.prompts import SYNTH_PROMPT_VERSION
 from operators.trace.tracer import TRACER_VERSION
 
 NARRATORS = ("template", "transformers", "vllm", "openai")
@@ -156,6 +159,20 @@ class ExportConfig:
 
 
 @dataclass
+class SynthConfig:
+    """Problem synthesis (`tracecot synthesize`) and dual agreement (`tracecot agree`, and synthesize's end)."""
+
+    min_tests: int = 1  # the top cluster must pass at least this many distinct tests
+    min_solutions: int = 1  # and hold at least this many distinct solutions
+    ties: str = "reject"  # two clusters sharing the top score: reject the set, or keep the earliest ("first")
+    dedup_threshold: float = 0.8  # MinHash Jaccard over code tokens at or above which two problems are one
+    concepts: int = 4  # concepts asked for per seed text
+    instructions: int = 1  # instructions per concept
+    solutions: int = 4  # candidate solutions per instruction, one generation each
+    test_generations: int = 2  # generations of tests per instruction; each may hold several asserts
+
+
+@dataclass
 class StorageConfig:
     endpoint_url: str | None = None
     region: str | None = None
@@ -177,6 +194,7 @@ class RunConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
 
     @property
     def tokenizer(self) -> str:
@@ -191,6 +209,14 @@ class RunConfig:
             self.sandbox.seed_order_runs,
             dataclasses.asdict(self.decontam), self.tokenizer, self.export.max_tokens,
         )[:16]
+
+    def synth_fingerprint(self, model: bool) -> str:
+        """Hash of everything that decides which problems synthesis keeps; with `model`, also what writes them
+        (`tracecot synthesize`); without, only agreement and dedup (`tracecot agree`)."""
+        written = (SYNTH_PROMPT_VERSION, self.narrator.content()) if model else ()
+        return content_hash(AGREEMENT_VERSION, DEDUP_VERSION, *written, dataclasses.asdict(self.synth),
+                            self.sandbox.timeout_s, self.sandbox.wall_timeout_s, self.sandbox.memory_mb,
+                            self.sandbox.runs, self.decontam.against)[:16]
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -323,6 +349,13 @@ def validate(config: RunConfig) -> None:
         (narrator.actors.gpus >= 0, "narrator.actors.gpus must be 0 or more"),
         (narrator.actors.batches_in_flight >= 1, "narrator.actors.batches_in_flight must be at least 1"),
         (narrator.openai.concurrency >= 1, "narrator.openai.concurrency must be at least 1"),
+        (config.synth.ties in TIES, f"synth.ties must be one of {', '.join(TIES)}"),
+        (config.synth.min_tests >= 1, "synth.min_tests must be at least 1"),
+        (config.synth.min_solutions >= 1, "synth.min_solutions must be at least 1"),
+        (0 < config.synth.dedup_threshold <= 1, "synth.dedup_threshold must be in (0, 1]"),
+        (min(config.synth.concepts, config.synth.instructions, config.synth.solutions,
+             config.synth.test_generations) >= 1,
+         "synth.concepts, instructions, solutions and test_generations must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -19,10 +19,13 @@ FUNNEL_NAMES = ("read", "executed", "traced", "narrated", "verified", "written")
 
 
 class Funnel:
-    """Sums the sink's per-batch tallies: where every input row ended up."""
+    """Sums the sink's per-batch tallies: where every input row ended up. `stages` are the stages that reject,
+    in order, and `names` what leaves each of them (a synthesis run has its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: tuple[str, ...] = STAGES, names: tuple[str, ...] = FUNNEL_NAMES) -> None:
         self.tally = Tally()
+        self.stage_names = stages
+        self.names = names
 
     def add(self, tally: Tally) -> None:
         self.tally.add(tally)
@@ -40,7 +43,7 @@ class Funnel:
         """Items in, out and rejected at each stage; in = out + rejected, out = next stage's in."""
         entering = self.items - self.tally.skipped
         result = {}
-        for stage in STAGES:
+        for stage in self.stage_names:
             rejected = sum(n for (where, _), n in self.tally.rejected.items() if where == stage)
             result[stage] = {"in": entering, "rejected": rejected, "out": entering - rejected}
             entering -= rejected
@@ -56,7 +59,15 @@ class Funnel:
             "written_rejected": sum(self.rejects.values()),
             "rejects_by_reason": self.rejects,
             "retried_attempts": self.tally.retried_attempts,  # also in rejected/, not items of their own
+            **({"generations": self.generations()} if self.tally.generations else {}),
         }
+
+    def generations(self) -> dict[str, dict[str, int]]:
+        """Synthesis: the model's answers by kind (concepts, instructions, solutions, tests, inputs) and outcome."""
+        out: dict[str, dict[str, int]] = {}
+        for (kind, outcome), n in sorted(self.tally.generations.items()):
+            out.setdefault(kind, {})[outcome] = n
+        return out
 
     def lengths(self) -> dict[str, dict[int, int]]:
         """Accepted records per histogram bucket of each length (`pipeline.tally.bucket`)."""
@@ -67,14 +78,18 @@ class Funnel:
 
     def summary_lines(self) -> list[str]:
         stages = self.stages()
-        chain = " → ".join(f"{name} {stages[stage]['out']}" for name, stage in zip(FUNNEL_NAMES[1:], STAGES[1:],
-                                                                                    strict=True))
+        chain = " → ".join(f"{name} {stages[stage]['out']}" for name, stage in zip(self.names[1:],
+                                                                                    self.stage_names[1:], strict=True))
         lines = [f"funnel: read {self.tally.rows_read} rows ({self.items} items) → {chain}"]
         if self.tally.skipped:
             lines.append(f"skipped {self.tally.skipped} items already in the output (same fingerprint)")
         if self.tally.retried_attempts:
             lines.append(f"{self.tally.retried_attempts} model attempts were rejected and asked again "
                          "(kept in rejected/)")
+        if self.tally.generations:
+            lines.append("model answers: " + "; ".join(
+                f"{kind} " + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
+                for kind, outcomes in self.generations().items()))
         if self.rejects:
             reasons = ", ".join(f"{key} {n}" for key, n in self.rejects.items())
             lines.append(f"rejected {sum(self.rejects.values())}: {reasons}")
@@ -145,9 +160,9 @@ def versions() -> dict[str, str]:
             "pyarrow": pyarrow.__version__, "platform": platform.platform()}
 
 
-def stage_timings(funnel: Funnel) -> dict[str, float]:
+def stage_timings(funnel: Funnel, stages: tuple[str, ...] = TALLIED_STAGES) -> dict[str, float]:
     """Busy seconds per stage, summed over all actors (so they can exceed the wall time)."""
-    return {stage: round(funnel.tally.busy_s[stage], 3) for stage in TALLIED_STAGES}
+    return {stage: round(funnel.tally.busy_s[stage], 3) for stage in stages}
 
 
 def write_report(location: Location, run_id: str, report: dict[str, Any]) -> None:

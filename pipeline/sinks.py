@@ -31,17 +31,21 @@ class ParquetSink:
 
     placement = Placement(single_actor=True)
 
-    def __init__(self, output: str, storage: StorageConfig, run_id: str) -> None:
+    def __init__(self, output: str, storage: StorageConfig, run_id: str, kept: str = "records",
+                 schemas: tuple[pa.Schema, pa.Schema] = (RECORD_SCHEMA, REJECT_SCHEMA)) -> None:
         self.location: Location = locate(output, storage)
         self.run_id = run_id
+        self.kept = kept  # the folder accepted rows go to (`problems` for synthesis); rejected rows go to rejected/
+        self.schemas = schemas  # of accepted and of rejected rows
         self.seen: set[str] = set()  # rows written by this run: a retried upstream task may send them again
-        for part in ("records", "rejected"):
+        for part in (kept, "rejected"):
             self.location.fs.create_dir(self.location.join(part), recursive=True)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         tally, accepted, rejected = count(self._first_time(batch.to_pylist()))
-        self._write("records", table([{**row, "run_id": self.run_id} for row in accepted], RECORD_SCHEMA))
-        self._write("rejected", table([{**row, "run_id": self.run_id} for row in rejected], REJECT_SCHEMA))
+        kept_schema, rejected_schema = self.schemas
+        self._write(self.kept, table([{**row, "run_id": self.run_id} for row in accepted], kept_schema))
+        self._write("rejected", table([{**row, "run_id": self.run_id} for row in rejected], rejected_schema))
         return pa.table({"tally": [tally.to_json()]}, schema=TALLY_SCHEMA)
 
     def _first_time(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

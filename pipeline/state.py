@@ -18,7 +18,7 @@ from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate
 
 _ID_SCHEMA = pa.schema([("record_id", pa.string())])
-_FOLDERS = ("records", "rejected")
+FOLDERS = ("records", "rejected")  # of a run's output; a synthesis output has problems/ and rejected/
 
 
 def keys(ids: list[str]) -> np.ndarray:
@@ -29,13 +29,14 @@ def keys(ids: list[str]) -> np.ndarray:
 class DoneIndex:
     """The record ids in an output, loaded lazily where it is first asked (see the module docstring)."""
 
-    def __init__(self, output: str, storage: StorageConfig) -> None:
+    def __init__(self, output: str, storage: StorageConfig, folders: tuple[str, ...] = FOLDERS) -> None:
         self.output = output
         self.storage = storage
+        self.folders = folders
         self._keys: np.ndarray | None = None
 
-    def __getstate__(self) -> dict:
-        return {"output": self.output, "storage": self.storage, "_keys": None}  # ship the address, not the ids
+    def __getstate__(self) -> dict:  # ship the address, not the ids
+        return {"output": self.output, "storage": self.storage, "folders": self.folders, "_keys": None}
 
     def __contains__(self, record_id: object) -> bool:
         if not isinstance(record_id, str):
@@ -51,12 +52,12 @@ class DoneIndex:
     def loaded(self) -> np.ndarray:
         if self._keys is None:
             location = locate(self.output, self.storage)
-            parts = [keys(batch.column(0).to_pylist()) for batch in _id_batches(location)]
+            parts = [keys(batch.column(0).to_pylist()) for batch in _id_batches(location, self.folders)]
             self._keys = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
         return self._keys
 
 
-def count_done(location: Location, folders: tuple[str, ...] = _FOLDERS) -> int:
+def count_done(location: Location, folders: tuple[str, ...] = FOLDERS) -> int:
     """How many rows the output holds (in `folders`), from the Parquet footers alone (no ids are read)."""
     total = 0
     for folder in folders:
@@ -66,8 +67,8 @@ def count_done(location: Location, folders: tuple[str, ...] = _FOLDERS) -> int:
     return total
 
 
-def _id_batches(location: Location):
-    for folder in _FOLDERS:
+def _id_batches(location: Location, folders: tuple[str, ...]):
+    for folder in folders:
         dataset = _dataset(location, folder)
         if dataset is not None:
             yield from dataset.to_batches(columns=["record_id"])

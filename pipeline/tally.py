@@ -38,6 +38,7 @@ class Tally:
     accepted_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # (narrator, direction) → records
     placement: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, node) → rows made there
     lengths: Counter[tuple[str, int]] = field(default_factory=Counter)  # (measure, bucket) → records: `bucket`
+    generations: Counter[tuple[str, str]] = field(default_factory=Counter)  # synthesis: (kind, outcome) → answers
 
     def add(self, other: Tally) -> None:
         for name in _NAMES:
@@ -60,7 +61,7 @@ class Tally:
         tally = cls(**{name: data[name] for name in ("rows_read", "skipped", "accepted", "retried_attempts")})
         tally.busy_s.update(data["busy_s"])
         tally.tokens.update(data["tokens"])
-        for name in ("rejected", "narrated", "accepted_by", "placement", "lengths"):
+        for name in ("rejected", "narrated", "accepted_by", "placement", "lengths", "generations"):
             getattr(tally, name).update({(a, b): n for a, b, n in data[name]})
         return tally
 
@@ -83,10 +84,13 @@ def count(rows: list[dict[str, Any]]) -> tuple[Tally, list[dict[str, Any]], list
         tally.rows_read += row.get("rows_read") or 0
         for place in row.get("placement") or []:
             tally.placement[place["stage"], place["node"]] += 1
-        for stage in STAGES:
-            tally.busy_s[stage] += row.get(f"t_{stage}") or 0
+        for key, value in row.items():
+            if key.startswith("t_") and value:
+                tally.busy_s[key[2:]] += value
         tally.tokens["in"] += row.get("tokens_in") or 0
         tally.tokens["out"] += row.get("tokens_out") or 0
+        for kind, outcome, n in json.loads(row.get("generations") or "[]"):
+            tally.generations[kind, outcome] += n
         if row.get("retried"):
             tally.retried_attempts += 1
             rejected.append(row)

@@ -79,15 +79,15 @@ def to_problem(row: dict[str, Any], fmt: str) -> Problem:
     elif fmt == "asserts":
         if not isinstance(row["tests"], list) or not all(isinstance(test, str) for test in row["tests"]):
             raise BadProblem("bad_field", "asserts row: 'tests' must be a list of assert statements")
-        problem = _from_asserts(str(row["id"]), row["code"], row["tests"], None)
+        problem = from_asserts(str(row["id"]), row["code"], row["tests"])
     elif fmt == "mbppplus":
         problem = _mbppplus(row)
     elif fmt == "mbpp":
-        problem = _from_asserts(str(row["task_id"]), _join(row.get("test_setup_code"), row["code"]),
-                                list(row["test_list"]), None)
+        problem = from_asserts(str(row["task_id"]), _join(row.get("test_setup_code"), row["code"]),
+                               list(row["test_list"]))
     else:
-        problem = _from_asserts(str(row["task_id"]), row["prompt"] + row["canonical_solution"],
-                                [row["test"]], row["entry_point"])
+        problem = from_asserts(str(row["task_id"]), row["prompt"] + row["canonical_solution"],
+                               [row["test"]], row["entry_point"], callee="candidate")
     check_code(problem)
     problem.license = row_license(row)
     return problem
@@ -146,10 +146,12 @@ def _join(setup: str | None, code: str) -> str:
     return f"{setup.strip()}\n{code}" if setup and setup.strip() else code
 
 
-def _from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str | None) -> Problem:
-    """Take the calls out of assert-style tests: MBPP's `assert fn(..) == ..`, HumanEval's `candidate(..)`."""
+def from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str | None = None,
+                 callee: str | None = None) -> Problem:
+    """Take the calls out of assert-style tests: MBPP's `assert fn(..) == ..`, HumanEval's `candidate(..)`
+    (`callee` names what the tests call when it is not the entry point; without an entry point, the first
+    function of the code a test calls is taken)."""
     defined = _top_level_names(code)
-    callee = "candidate" if entry_point else None
     problem = Problem(problem_id, code, entry_point or "")
     seen: set[str] = set()
     for test in tests:
@@ -192,6 +194,15 @@ def _parsed(source: str, what: str) -> ast.Module:
         raise BadProblem("syntax_error", f"{what} does not parse: {err.msg} (line {err.lineno})") from err
     except (ValueError, RecursionError, MemoryError) as err:
         raise BadProblem("syntax_error", f"{what} cannot be parsed: {type(err).__name__}") from err
+
+
+def top_level_functions(code: str) -> list[str]:
+    """The functions the code defines at its top level, in order; none when it does not parse."""
+    try:
+        tree = _parsed(code, "code")
+    except BadProblem:
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
 
 
 def _top_level_names(code: str) -> set[str]:

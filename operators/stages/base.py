@@ -19,10 +19,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from operators.records import reject, table
-
-# Counts that belong to an input row, not to each row it becomes: kept on the first row a stage makes of it.
-COUNTED_ONCE = ("rows_read", "t_ingest", "t_execute", "t_narrate", "t_verify", "t_export")
+from operators.records import WORK_SCHEMA, reject, table
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,12 @@ class RowStage:
 
     name: ClassVar[str] = ""
     placement: ClassVar[Placement] = Placement()
+    schema: ClassVar[pa.Schema] = WORK_SCHEMA
     _node = ""
+
+    def wants(self, row: dict[str, Any]) -> bool:
+        """Whether this stage works on the row; the others pass through untouched."""
+        return True
 
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -71,14 +73,20 @@ class RowStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
         rows = batch.to_pylist()
-        live = [i for i, row in enumerate(rows) if not (row.get("reason") or row.get("skipped"))]
+        live = [i for i, row in enumerate(rows) if not (row.get("reason") or row.get("skipped")) and self.wants(row)]
         out: list[list[dict[str, Any]]] = [[row] for row in rows]
         for i, new in zip(live, self.process_rows([rows[i] for i in live]), strict=True):
-            out[i] = [new[0], *({**row, **dict.fromkeys(COUNTED_ONCE, 0)} for row in new[1:])] if new else new
+            out[i] = [new[0], *(_counted_once_zeroed(row) for row in new[1:])] if new else new
         produced = [row for i in live for row in out[i]]
         elapsed = time.perf_counter() - started
         self._node = self._node or node_name()
         for row in produced:
             row[f"t_{self.name}"] = elapsed / len(produced)
             row["placement"] = [*(row.get("placement") or []), {"stage": self.name, "node": self._node}]
-        return table([row for rows_of_one in out for row in rows_of_one])
+        return table([row for rows_of_one in out for row in rows_of_one], self.schema)
+
+
+def _counted_once_zeroed(row: dict[str, Any]) -> dict[str, Any]:
+    """A further row made of one input row: the input row, the stages' busy times and the model answers it was
+    made from stay counted on the first."""
+    return {**row, **{key: 0 for key in row if key == "rows_read" or key.startswith("t_")}, "generations": None}

@@ -1,0 +1,164 @@
+"""Stages that keep a model's candidate problems only when execution agrees on them (`tracecot agree`, and the
+end of `tracecot synthesize`):
+
+    candidates → every (solution, test) pair in the sandbox → dual agreement → dedup and decontamination
+
+One row per candidate set (an instruction with its solutions and tests) flows through; it ends as a kept
+problem in the generic input format, or as a rejected row with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Container
+from typing import Any
+
+from operators.ids import content_hash
+from operators.ingest.formats import BadProblem, json_object, peek_id, row_license
+from operators.records import SYNTH_WORK_SCHEMA, reject
+from operators.sandbox.client import Limits, Sandbox
+from operators.stages.base import Placement, RowStage
+from operators.stages.ingest import LineParser
+from operators.synth.agreement import CandidateSet, agree, candidate_set, kept_problem, program
+from operators.synth.dedup import Deduplicator
+
+
+class ParseCandidates(LineParser):
+    """Candidate rows (`id`, `instruction`, `entry_point`, `solutions`, `tests`) → work rows, duplicates and
+    unusable solutions and tests set aside. No state across rows, so it runs as a pool."""
+
+    placement = Placement()
+    schema = SYNTH_WORK_SCHEMA
+
+    def __init__(self, source: str, fingerprint: str, done: Container[str] = frozenset()) -> None:
+        self.source = source
+        self.fingerprint = fingerprint
+        self.done = done
+
+    def parse(self, text: str) -> list[dict[str, Any]]:
+        base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1, "generator": "input"}
+        try:
+            row = json_object(text)
+            record_id = content_hash("candidates", row, self.fingerprint)
+            candidates = candidate_set(row)
+        except BadProblem as err:
+            record_id = content_hash("row", text, self.fingerprint)
+            rejected = reject({**base, "record_id": record_id, "seed_id": record_id, "id": peek_id(text),
+                               "raw": text[:2000]},
+                              "ingest", err.reason, str(err))
+            return [{**rejected, "skipped": record_id in self.done}]
+        work = candidate_row({**base, "record_id": record_id, "seed_id": record_id, "license": row_license(row)},
+                             candidates)
+        return [{**work, "skipped": record_id in self.done}]
+
+
+def candidate_row(base: dict[str, Any], candidates: CandidateSet) -> dict[str, Any]:
+    """The work row of one candidate set, or a rejected one when no solution or no test is usable."""
+    row = {**base, "kind": "candidates", "id": candidates.problem_id, "instruction": candidates.instruction,
+           "concept": candidates.concept, "entry_point": candidates.entry_point, "solutions": list(candidates.solutions),
+           "tests": list(candidates.tests), "agreement": _seen(candidates)}
+    if not candidates.solutions or not candidates.tests:
+        empty = " and ".join(kind for kind, kept in (("solution", candidates.solutions), ("test", candidates.tests))
+                             if not kept)
+        return reject(row, "ingest", "unparseable", f"no usable {empty} (set aside: {_set_aside(candidates)})")
+    return row
+
+
+def _seen(candidates: CandidateSet) -> dict[str, Any]:
+    return {"solutions_seen": candidates.solutions_seen, "solutions_distinct": len(candidates.solutions),
+            "tests_seen": candidates.tests_seen, "tests_distinct": len(candidates.tests),
+            "set_aside": json.dumps(dict(sorted(candidates.dropped.items())))}
+
+
+def _set_aside(candidates: CandidateSet) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(candidates.dropped.items())) or "none"
+
+
+class ExecutePairs(RowStage):
+    """Runs every (solution, test) pair of a candidate set as one program in the sandbox: a fresh child per
+    pair, each run twice under two hash seeds. A pair passes when its program raises nothing both times."""
+
+    name = "execute"
+    placement = Placement(cpus=0.5, on_executor_nodes=True)
+    schema = SYNTH_WORK_SCHEMA
+
+    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
+        self.sandbox = Sandbox(limits, require)
+        self.isolation = [layer for layer, active in self.sandbox.isolation.items() if active]
+
+    def wants(self, row: dict[str, Any]) -> bool:
+        return row.get("kind") == "candidates"
+
+    def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        jobs = [{"kind": "program", "code": program(solution, test)}
+                for row in rows for solution in row["solutions"] for test in row["tests"]]
+        results = iter(self.sandbox.run_many(jobs))
+        out = []
+        for row in rows:
+            passed = [[next(results)["outcome"] == "ok" for _ in row["tests"]] for _ in row["solutions"]]
+            out.append([{**row, "passed": passed, "isolation": self.isolation}])
+        return out
+
+
+class Agree(RowStage):
+    """Dual agreement over the pass matrix: the top cluster becomes the problem, or the row is rejected."""
+
+    name = "agree"
+    schema = SYNTH_WORK_SCHEMA
+
+    def __init__(self, min_tests: int = 1, min_solutions: int = 1, ties: str = "reject") -> None:
+        self.options = {"min_tests": min_tests, "min_solutions": min_solutions, "ties": ties}
+
+    def wants(self, row: dict[str, Any]) -> bool:
+        return row.get("kind") == "candidates"
+
+    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        decided = agree(row["passed"], **self.options)
+        summary = {**row["agreement"], "clusters": len(decided.clusters)}
+        if decided.kept is None:
+            return [reject({**row, "agreement": summary}, "agree", decided.reason or "no_agreement", decided.message)]
+        cluster = decided.kept
+        summary.update(score=cluster.score, cluster_size=len(cluster.solutions), tests_kept=len(cluster.tests))
+        candidates = CandidateSet(row["id"], row["entry_point"], row["instruction"], row["concept"],
+                                  tuple(row["solutions"]), tuple(row["tests"]), 0, 0)
+        try:
+            problem = kept_problem(candidates, cluster)
+        except BadProblem as err:
+            return [reject({**row, "agreement": summary}, "agree", err.reason, str(err))]
+        return [{**row, "agreement": summary, "code": problem.code, "inputs": problem.inputs,
+                 "outputs": problem.outputs}]
+
+
+class Dedup(RowStage):
+    """Drops a kept problem whose solution duplicates one kept before (in this run or an earlier one: `kept`):
+    `duplicate`, or a benchmark item: `contaminated` (exact: the same syntax tree up to names; near: MinHash
+    over code tokens, `operators.synth.dedup`).
+
+    A single actor: every kept problem must be compared with every other."""
+
+    name = "dedup"
+    placement = Placement(single_actor=True)
+    schema = SYNTH_WORK_SCHEMA
+
+    def __init__(self, threshold: float, benchmarks: dict[str, dict[str, str]], kept: Any = ()) -> None:
+        self.index = Deduplicator(threshold=threshold, benchmarks=benchmarks)
+        self.kept = kept  # (id, code) pairs of problems an earlier run kept, loaded here on first use
+        self.ids: set[str] = set()
+        self._loaded = False
+
+    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        if not self._loaded:
+            for problem_id, code in self.kept:
+                self.index.seen(f"problem:{problem_id}", code)
+                self.ids.add(problem_id)
+            self._loaded = True
+        if row["id"] in self.ids:
+            return [reject(row, "dedup", "duplicate_id", f"a problem with id {row['id']!r} was kept before")]
+        duplicate = self.index.check(f"problem:{row['id']}", row["code"])
+        if duplicate is not None:
+            of = duplicate.of.removeprefix("problem:")
+            reason = "duplicate" if duplicate.of.startswith("problem:") else "contaminated"
+            return [reject(row, "dedup", reason,
+                           f"{duplicate.kind} duplicate of {of} (similarity {duplicate.similarity:.2f})")]
+        self.ids.add(row["id"])
+        return [row]

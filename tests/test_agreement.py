@@ -1,0 +1,114 @@
+"""Dual agreement (CodeT) over candidate solutions and tests: the rules, then the real sandbox deciding passes."""
+
+import pytest
+
+from operators.ingest.formats import BadProblem
+from operators.records import SYNTH_WORK_SCHEMA
+from operators.sandbox.client import Limits
+from operators.stages.agree import Agree, ExecutePairs, candidate_row
+from operators.synth.agreement import Cluster, agree, candidate_set, clusters, kept_problem
+
+SQUARE = "def f(x):\n    return x * x\n"
+SQUARE_TOO = "def f(x):\n    # the same function, written another way\n    return x ** 2\n"
+TRIPLE = "def f(x):\n    return 3 * x\n"
+TESTS = ["assert f(2) == 4", "assert f(4) == 16", "assert f(0) == 0"]
+WRONG_TEST = "assert f(1) == 3"  # passes 3*x only
+
+
+def test_the_score_is_tests_times_the_root_of_the_cluster_size():
+    assert Cluster((0, 1, 2, 3), (0, 1)).score == pytest.approx(2 * 2)
+    assert Cluster((0,), (0, 1, 2)).score == pytest.approx(3)
+
+
+def test_solutions_passing_the_same_tests_form_one_cluster_and_the_best_comes_first():
+    found = clusters([[True, True, False], [False, False, True], [True, True, False]])
+    assert found[0] == Cluster((0, 2), (0, 1))
+    assert found[1] == Cluster((1,), (2,))
+
+
+def test_a_wrong_solution_passing_a_wrong_test_is_not_kept():
+    # two correct solutions pass three tests; a wrong one passes only the wrong test
+    decided = agree([[True, True, True, False], [True, True, True, False], [False, False, True, True]])
+    assert decided.kept == Cluster((0, 1), (0, 1, 2))
+
+
+def test_nothing_passing_is_rejected():
+    assert agree([[False, False], [False, False]]).reason == "nothing_passes"
+    assert agree([]).reason == "nothing_passes"
+
+
+def test_ties_are_rejected_unless_the_first_is_asked_for():
+    passed = [[True, True, False, False], [False, False, True, True]]
+    assert agree(passed).reason == "tie"
+    assert agree(passed, ties="first").kept == Cluster((0,), (0, 1))
+
+
+def test_minimum_tests_and_cluster_size():
+    passed = [[True, False], [True, False]]
+    assert agree(passed, min_tests=2).reason == "too_few_tests"
+    assert agree(passed, min_solutions=3).reason == "too_few_solutions"
+    assert agree(passed, min_tests=1, min_solutions=2).kept == Cluster((0, 1), (0,))
+
+
+def test_duplicates_count_once_on_both_sides():
+    """The same wrong solution five times (reformatted) and the same wrong test three times get one vote each:
+    counted with their copies, 3 x sqrt(5) would beat the honest cluster's 3 x sqrt(2)."""
+    wrong = [TRIPLE, TRIPLE, "def f(x):\n    return 3*x  # again\n", TRIPLE.replace("    ", "\t"), TRIPLE]
+    row = {"id": "p", "entry_point": "f", "solutions": [SQUARE, *wrong, SQUARE_TOO],
+           "tests": [*TESTS, "assert f(1) == 3", "assert f(1)==3", "assert  f(1) == 3"]}
+    candidates = candidate_set(row)
+    assert candidates.solutions == (SQUARE, TRIPLE, SQUARE_TOO)
+    assert candidates.tests == (*TESTS, "assert f(1) == 3")
+    assert candidates.dropped == {"solution_duplicate": 4, "test_duplicate": 2}
+    assert (candidates.solutions_seen, candidates.tests_seen) == (7, 6)
+
+
+def test_unusable_solutions_and_tests_are_set_aside_with_the_reason():
+    row = {"id": "p", "entry_point": "f",
+           "solutions": [SQUARE, "def f(x) return x", "def g(x):\n    return x\n", ""],
+           "tests": ["assert f(2) == 4", "assert g(2) == 4", "x = 2\nassert f(x) == 4", "assert f(", "f(2) == 4"]}
+    candidates = candidate_set(row)
+    assert candidates.solutions == (SQUARE,) and candidates.tests == ("assert f(2) == 4",)
+    assert candidates.dropped == {"solution_unparseable": 1, "solution_no_entry_point": 2, "test_no_call": 1,
+                                  "test_not_one_assert": 2, "test_unparseable": 1}
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({"id": "p", "entry_point": "f", "solutions": [SQUARE]}, "missing_field"),
+    ({"id": "p", "entry_point": "f", "solutions": SQUARE, "tests": TESTS}, "bad_field"),
+    ({"id": "p", "entry_point": "f x", "solutions": [SQUARE], "tests": TESTS}, "bad_field"),
+    ({"id": "p", "entry_point": "f", "solutions": [SQUARE], "tests": [1]}, "bad_field"),
+    ({"id": "p", "entry_point": "f", "solutions": [SQUARE], "tests": TESTS, "instruction": ["x"]}, "bad_field"),
+])
+def test_malformed_rows_are_refused_with_a_reason(row, reason):
+    with pytest.raises(BadProblem) as caught:
+        candidate_set(row)
+    assert caught.value.reason == reason
+
+
+def test_a_kept_cluster_becomes_a_problem_with_one_input_per_distinct_call():
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE],
+                                "tests": [*TESTS, "assert f(2) > 3", "assert isinstance(f(5), int)"]})
+    problem = kept_problem(candidates, Cluster((0,), (0, 1, 2, 3, 4)))
+    assert problem.problem_id == "p" and problem.code == SQUARE and problem.entry_point == "f"
+    assert problem.inputs == ["2", "4", "0", "5"]
+    assert problem.outputs == ["4", "16", "0", None]
+
+
+def test_the_sandbox_decides_passes_and_agreement_keeps_the_honest_cluster():
+    """Real execution: two honest solutions, a wrong one that passes a wrong test, one that loops forever and
+    one that exits the interpreter; only the honest cluster and the tests it passes are kept."""
+    looping = "def f(x):\n    while True:\n        pass\n"
+    exits = "import sys\ndef f(x):\n    sys.exit(0)\n"
+    row = {"id": "sq", "entry_point": "f", "instruction": "square a number",
+           "solutions": [TRIPLE, SQUARE, looping, SQUARE_TOO, exits], "tests": [*TESTS, WRONG_TEST]}
+    work = candidate_row({"record_id": "r"}, candidate_set(row))
+    executed = ExecutePairs(Limits(timeout_s=1.0)).process_rows([work])[0][0]
+    assert executed["passed"] == [[False, False, True, True], [True, True, True, False],
+                                  [False, False, False, False], [True, True, True, False],
+                                  [False, False, False, False]]
+    kept = Agree().process(executed)[0]
+    assert "reason" not in kept or kept["reason"] is None
+    assert kept["code"] == SQUARE and kept["inputs"] == ["2", "4", "0"] and kept["outputs"] == ["4", "16", "0"]
+    assert kept["agreement"]["cluster_size"] == 2 and kept["agreement"]["tests_kept"] == 3
+    assert set(SYNTH_WORK_SCHEMA.names) >= set(kept)
