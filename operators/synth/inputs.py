@@ -61,8 +61,15 @@ _LIBRARY_CALLS = {
     "heappop": ("seq",), "bisect": ("seq", "int"), "bisect_left": ("seq", "int"), "bisect_right": ("seq", "int"),
     "insort": ("seq", "int"), "permutations": ("seq", "int"), "combinations": ("seq", "int"),
     "combinations_with_replacement": ("seq", "int"), "product": ("seq",), "chain": ("seq",),
-    "groupby": ("seq",), "accumulate": ("seq",), "Counter": ("seq",), "deque": ("seq",),
+    "groupby": ("seq",), "accumulate": ("seq",), "Counter": ("seq",), "deque": ("seq",), "merge": ("seq",),
 }
+# Methods whose arguments tell something, whatever object they are called on (`text.replace(old, new)`).
+_METHOD_ARGUMENTS = {
+    "replace": "str", "split": "str", "startswith": "str", "endswith": "str", "find": "str", "strip": "str",
+    "search": "str", "match": "str", "fullmatch": "str", "findall": "str", "finditer": "str", "update": "dict",
+    "extend": "seq", "union": "seq", "intersection": "seq", "difference": "seq",
+}
+_WITH_FUNCTION = {"sorted", "min", "max", "map", "filter"}  # `sorted(xs, key=lambda x: …)`, `map(lambda x: …, xs)`
 _INT_MATH = {"factorial", "gcd", "lcm", "comb", "perm", "isqrt"}
 _SAME_ITEMS = {"sorted", "reversed", "list", "tuple", "set", "iter", "frozenset"}  # f(x) has x's items
 # Names are weak evidence: (pattern, votes on the value, votes on its items); the first match counts.
@@ -70,16 +77,16 @@ _NAME_HINTS: tuple[tuple[str, str, str | None], ...] = (
     (r"(matrix|grid|mat|board)\d*", "list", "list"),
     (r"\w*(words|strings|names|strs)\d*", "list", "str"),
     (r"\w*tup\w*", "tuple", None),
-    (r"\w*dict\w*|d|dic\d*|mapping", "dict", None),
-    (r"\w*(list|arr|array|nums|numbers|lst|items|elements|seq|values)\w*|l\d*|li\d*|xs", "list", None),
+    (r"\w*dict\w*|dic\d*|d\d+|mapping", "dict", None),
+    (r"\w*(list|arr|array|nums|numbers|lst|items|elements|seq|values)\w*|li\d*|xs", "list", None),
     (r"\w*(str|string|text|word|sentence|txt)\w*|s\d*|st\d*", "str", None),
-    (r"(ch|char|c|letter|character)\d*", "char", None),
+    (r"(ch|char|letter|character)\d*", "char", None),
     (r"\w*(radius|height|width|side|area|price|rate|amount|weight|base)\w*", "num", None),
     (r"[a-z]\d*|n\w*|\w*(num|count|size|len|length|limit|idx|index|start|end|low|high|year|pos)\w*", "int", None),
 )
 _EXAMPLES = {  # top-level values of a scalar kind, likeliest to work first, edge cases last
     "int": ("3", "2", "1", "5", "0", "10", "7", "-4"), "float": ("2.5", "1.5", "10.0", "0.5", "-3.25"),
-    "str": ("'hello world'", "'Python'", "'abcba'", "'a'", "''", "'Hello World 123'"),
+    "str": ("'hello world'", "'Python'", "'abcba'", "'1, 2, 3'", "'a'", "''", "'Hello World 123'"),
     "char": ("'a'", "'e'", "'Z'", "'5'"), "digits": ("'123'", "'7'", "'2024'", "'0'"), "bool": ("True", "False"),
 }
 _ITEMS: dict[str, tuple[Any, ...]] = {  # the i-th item of a collection
@@ -89,15 +96,17 @@ _ITEMS: dict[str, tuple[Any, ...]] = {  # the i-th item of a collection
 }
 _SIZES = ((5, 0), (3, 5), (1, 2), (0, 0))  # (items, first item) of the top-level examples of a collection
 _OPEN_CLOSE = {"list": ("[", "]"), "tuple": ("(", ")"), "set": ("{", "}")}
+Function = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: usages refer to each other (peers)
 class Usage:
     """What the code does with one value: a parameter, or the items, keys or fields of one."""
 
     votes: Counter[str] = field(default_factory=Counter)
     children: dict[str, Usage] = field(default_factory=dict)  # "item", "key", "0", "1", … (unpacked fields)
     arity: int | None = None  # unpacked into this many names
+    peers: list[Usage] = field(default_factory=list)  # values it is added to or compared with (`a + b`)
 
     def child(self, key: str) -> Usage:
         return self.children.setdefault(key, Usage())
@@ -151,15 +160,17 @@ def propose(code: str, entry_point: str, limit: int = 12) -> list[str]:
 def proposals(code: str, entry_point: str, limit: int = 12) -> list[Proposal]:
     """`propose`, with where each candidate's values came from."""
     try:
-        target = _entry(ast.parse(code), entry_point)
+        tree = ast.parse(code)
+        target = _entry(tree, entry_point)
         if target is None:
             return []
-        return _combine(_parameters(target, code), limit)
+        functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+        return _combine(_parameters(target, functions, code), limit)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
 
 
-def _entry(tree: ast.Module, name: str) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, bool] | None:
+def _entry(tree: ast.Module, name: str) -> tuple[Function, bool] | None:
     """The last top-level definition of `name` (what the sandbox calls), and whether its first parameter is
     bound (a class's `__init__`); None if there is none."""
     found = None
@@ -176,7 +187,7 @@ def _entry(tree: ast.Module, name: str) -> tuple[ast.FunctionDef | ast.AsyncFunc
     return found
 
 
-def _parameters(target: tuple[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, bool],
+def _parameters(target: tuple[Function, bool], functions: dict[str, Function],
                 code: str) -> list[list[tuple[str, str]]]:
     """For each argument slot of a call, its candidate texts with their sources (`"x=1"` for keywords)."""
     fn, bound = target
@@ -185,7 +196,7 @@ def _parameters(target: tuple[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambd
     defaults = [None] * (len(a.posonlyargs) + len(a.args) - len(a.defaults)) + list(a.defaults)
     defaults = defaults[1 if bound else 0:]
     names = [p.arg for p in (*positional, *a.kwonlyargs)] + ([a.vararg.arg] if a.vararg else [])
-    usages = _Analysis(fn, names).usages
+    usages = _Analysis(fn, {name: Usage() for name in names}, functions).usages
     slots = [_values(p, d, usages[p.arg], code) for p, d in zip(positional, defaults, strict=True)]
     if a.vararg:
         slots.append(_varargs(usages[a.vararg.arg]))
@@ -255,11 +266,15 @@ def _index_tuples(lengths: list[int], total: int | None = None) -> Iterator[tupl
 # --- what the code does with each parameter -----------------------------------------------------------------
 
 class _Analysis:
-    """Usage of each parameter, gathered over the function's whole tree (nested code included)."""
+    """Usage of each parameter, gathered over the function's whole tree (nested code included) and over the
+    top-level `functions` it passes the parameter to (helpers, one level of call each, no recursion)."""
 
-    def __init__(self, fn: ast.AST, params: list[str]) -> None:
-        self.usages = {name: Usage() for name in params}
-        self.bound: dict[str, Usage] = dict(self.usages)  # names bound to a parameter or a part of one
+    def __init__(self, fn: Function, usages: dict[str, Usage], functions: dict[str, Function],
+                 visiting: frozenset[str] = frozenset()) -> None:
+        self.usages = usages
+        self.functions = {name: f for name, f in functions.items() if name not in visiting and f is not fn}
+        self.helper_calls: dict[str, dict[int, Usage]] = {}  # helper → its argument positions → usage
+        self.bound: dict[str, Usage] = dict(usages)  # names bound to a parameter or a part of one
         self.parents = {child: parent for parent in ast.walk(fn) for child in ast.iter_child_nodes(parent)}
         nodes = list(ast.walk(fn))
         for _ in range(3):  # bindings made from other bindings (`for row in m: for x in row`)
@@ -268,6 +283,11 @@ class _Analysis:
         for node in nodes:
             if isinstance(node, ast.Name | ast.Subscript) and (usage := self.resolve(node)) is not None:
                 self._evidence(node, usage)
+        for name, passed in self.helper_calls.items():
+            helper = self.functions[name]
+            params = [*helper.args.posonlyargs, *helper.args.args]
+            shared = {params[i].arg: usage for i, usage in passed.items() if i < len(params)}
+            _Analysis(helper, shared, functions, visiting | {name, getattr(fn, "name", "")})
 
     def resolve(self, node: ast.AST, depth: int = 0) -> Usage | None:
         """The usage an expression's value belongs to, if it is a parameter or a part of one."""
@@ -283,6 +303,8 @@ class _Analysis:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SAME_ITEMS \
                 and len(node.args) == 1:
             return self.resolve(node.args[0], depth + 1)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "copy":
+            return self.resolve(node.func.value, depth + 1)
         return None
 
     def _bind(self, node: ast.AST) -> None:
@@ -292,6 +314,12 @@ class _Analysis:
             usage = self.resolve(node.value)
             if usage is not None:
                 self._bind_to(node.targets[0], usage)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _WITH_FUNCTION:
+            functions = [*node.args, *(kw.value for kw in node.keywords if kw.arg == "key")]
+            lambdas = [f for f in functions if isinstance(f, ast.Lambda) and f.args.args]
+            iterated = [self.resolve(arg) for arg in node.args if not isinstance(arg, ast.Lambda)]
+            if lambdas and iterated and iterated[0] is not None:
+                self._bind_name(lambdas[0].args.args[0].arg, iterated[0].child("item"))
 
     def _bind_iteration(self, target: ast.expr, it: ast.expr) -> None:
         if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.args:
@@ -317,10 +345,14 @@ class _Analysis:
             self._bind_to(target, usage.child("item"))
         return None
 
+    def _bind_name(self, name: str, usage: Usage) -> None:
+        if name not in self.bound:
+            self.bound[name] = usage
+            _name_votes(usage, name, weight=0.5)
+
     def _bind_to(self, target: ast.expr, usage: Usage) -> None:
-        if isinstance(target, ast.Name) and target.id not in self.bound:
-            self.bound[target.id] = usage
-            _name_votes(usage, target.id, weight=0.5)
+        if isinstance(target, ast.Name):
+            self._bind_name(target.id, usage)
         elif isinstance(target, ast.Tuple | ast.List):
             usage.arity = len(target.elts)
             usage.votes["tuple"] += 0.5
@@ -336,7 +368,9 @@ class _Analysis:
         elif isinstance(parent, ast.Call) and node in parent.args:
             self._argument(parent, node, usage)
         elif isinstance(parent, ast.BinOp):
-            _operand(parent.op, parent.right if parent.left is node else parent.left, usage)
+            other = parent.right if parent.left is node else parent.left
+            _operand(parent.op, other, usage)
+            self._peer(usage, other)
         elif isinstance(parent, ast.AugAssign):
             if parent.target is node:
                 _operand(parent.op, parent.value, usage)
@@ -346,6 +380,9 @@ class _Analysis:
             votes["int" if isinstance(parent.op, ast.Invert) else "num"] += 1
         elif isinstance(parent, ast.Compare):
             _compared(parent, node, usage)
+            for other in (parent.left, *parent.comparators):
+                if other is not node:
+                    self._peer(usage, other)
         elif isinstance(parent, ast.For | ast.AsyncFor | ast.comprehension | ast.Starred) \
                 and getattr(parent, "iter", node) is node:
             votes["seq"] += 1
@@ -357,11 +394,19 @@ class _Analysis:
         elif isinstance(parent, ast.Slice):
             votes["int"] += 1
 
+    def _peer(self, usage: Usage, other: ast.expr) -> None:
+        peer = self.resolve(other)
+        if peer is not None and peer is not usage and peer not in usage.peers:
+            usage.peers.append(peer)
+
     def _argument(self, call: ast.Call, node: ast.expr, usage: Usage) -> None:
         func, votes = call.func, usage.votes
+        if isinstance(func, ast.Name) and func.id in self.functions:  # a helper: what it does with the value
+            self.helper_calls.setdefault(func.id, {})[call.args.index(node)] = usage
+            return
         if isinstance(func, ast.Attribute):
             module = func.value.id if isinstance(func.value, ast.Name) else None
-            if func.attr == "join" and isinstance(func.value, ast.Constant):
+            if func.attr == "join":
                 votes["seq"] += 1
                 usage.child("item").votes["str"] += 1
             elif module == "math":
@@ -371,6 +416,8 @@ class _Analysis:
             elif func.attr in _LIBRARY_CALLS:
                 kinds = _LIBRARY_CALLS[func.attr]
                 votes[kinds[min(call.args.index(node), len(kinds) - 1)]] += 1
+            elif func.attr in _METHOD_ARGUMENTS:
+                votes[_METHOD_ARGUMENTS[func.attr]] += 0.6
             return
         if not isinstance(func, ast.Name):
             return
@@ -380,6 +427,8 @@ class _Analysis:
             key = next((kw.value for kw in call.keywords if kw.arg == "key"), None)
             if isinstance(key, ast.Name) and key.id in ("sum", "len"):  # `sorted(m, key=sum)`: items are lists
                 usage.child("item").votes["seq"] += 1
+            elif isinstance(key, ast.Call) and isinstance(key.func, ast.Name) and key.func.id == "itemgetter":
+                usage.child("item").votes["tuple"] += 1
         elif name in ("int", "float"):
             votes.update({"digits": 0.5, "num": 0.4})
         elif name == "str":
@@ -395,6 +444,9 @@ class _Analysis:
             votes[_CALL_VOTES[name]] += 1
             if name == "sum":
                 usage.child("item").votes["num"] += 1
+        elif name in _LIBRARY_CALLS:  # imported by name: `from heapq import merge`
+            kinds = _LIBRARY_CALLS[name]
+            votes[kinds[min(call.args.index(node), len(kinds) - 1)]] += 1
 
     def _indexed(self, index: ast.expr, usage: Usage) -> None:
         if isinstance(index, ast.Constant) and isinstance(index.value, str):
@@ -483,12 +535,16 @@ def _name_votes(usage: Usage, name: str, weight: float) -> bool:
 
 # --- from usage and hints to shapes, from shapes to example values ------------------------------------------
 
-def _scores(usage: Usage) -> Counter[str]:
-    """Concrete kinds (scalars, list, tuple, set, dict) with their weight of evidence."""
+def _scores(usage: Usage, peers: bool = True) -> Counter[str]:
+    """Concrete kinds (scalars, list, tuple, set, dict) with their weight of evidence; a value with no
+    evidence of its own takes that of the values it is added to or compared with."""
     scores: Counter[str] = Counter()
     for vote, weight in usage.votes.items():
         for kind, share in _VOTE_KINDS.get(vote, {}).items():
             scores[kind] += weight * share
+    if peers and not usage.seen():
+        for peer in usage.peers:
+            scores.update({kind: 0.8 * score for kind, score in _scores(peer, peers=False).items()})
     item = usage.children.get("item")
     if item is not None and item.seen():
         top = _scores(item).most_common(1)
@@ -510,9 +566,13 @@ def _scores(usage: Usage) -> Counter[str]:
 
 def _ranked(usage: Usage, name: str) -> tuple[list[Shape], str]:
     """Up to three likeliest shapes of a parameter, and the kind of evidence behind them."""
-    source = "usage" if usage.seen() else "name" if _name_votes(usage, name, weight=0.7) else "fallback"
-    if source == "usage":
+    if usage.seen():
+        source = "usage"
         _name_votes(usage, name, weight=0.3)
+    elif any(peer.seen() for peer in usage.peers):
+        source = "usage"
+    else:
+        source = "name" if _name_votes(usage, name, weight=0.7) else "fallback"
     scores = _scores(usage).most_common()
     if not scores or scores[0][1] <= 0:
         return [Shape("int")], source
