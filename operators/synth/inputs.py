@@ -722,12 +722,12 @@ def parse_proposals(text: str, entry_point: str) -> list[str]:
     found: list[str] = []
     for block in _FENCE.findall(text) or [text]:
         for tree, source in _trees(block):
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == entry_point \
-                        and _literal_arguments(node):
-                    args = arguments_text(node, source)
-                    if args not in found:
-                        found.append(args)
+            calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and isinstance(node.func, ast.Name) and node.func.id == entry_point and _literal_arguments(node)]
+            for call in sorted(calls, key=lambda node: (node.lineno, node.col_offset)):
+                args = arguments_text(call, source)
+                if args not in found:
+                    found.append(args)
     return found
 
 
