@@ -22,9 +22,12 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from operators.sandbox.calls import BadInput, arguments_text, check_syntax
+
+if TYPE_CHECKING:
+    from operators.sandbox.client import Sandbox
 
 PROMPT_VERSION = "1"
 # Where a proposal's values came from, strongest first; a proposal is as weak as its weakest value.
@@ -752,7 +755,7 @@ def _literal_arguments(call: ast.Call) -> bool:
 
 # --- keeping what runs --------------------------------------------------------------------------------------
 
-def keep(sandbox: Any, code: str, entry_point: str, candidates: list[str], want: int = 3,
+def keep(sandbox: Sandbox, code: str, entry_point: str, candidates: list[str], want: int = 3,
          max_chars: int = 200) -> Found:
     """Run candidates in the sandbox, in order and in batches, until `want` are kept. A candidate is kept when
     it is at most `max_chars` long, not a repeat, and its call is `ok` (the sandbox has reproduced it under
