@@ -1,0 +1,1 @@
+"""Synthesis of new training material: inputs for bare functions, and (by others) problems and solutions."""
