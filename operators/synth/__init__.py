@@ -1,0 +1,1 @@
+"""Problem synthesis: operators that make new problems and keep only those that execution agrees on."""
