@@ -13,7 +13,8 @@ The first four must be exact duplicates; `dead` and `constant` are near-duplicat
 catch from `min_tokens` on (recall is shown for those too).
 
 Recall: a Deduplicator is given the originals (`seen`), then each copy is checked; a copy counts as caught when
-flagged against its own original or an original with the same canonical form (MBPP repeats some functions).
+flagged against its own original or an original with the same canonical form (MBPP repeats some functions); a
+copy that is not caught is kept, as `check` does, so a later copy of an equal original may be caught against it.
 False merges: the originals alone, checked in order in a fresh Deduplicator: every one flagged is listed with the
 item it was flagged against, so that true repeats inside MBPP can be told apart from false merges.
 Throughput: checks per second over all the checks above (one process, canonical form included).
