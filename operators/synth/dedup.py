@@ -8,8 +8,10 @@ Two tests, on the code's canonical form (`canonical`: syntax tree without docstr
 
 Limits, stated plainly:
 - Only static analysis: nothing is executed, so two programs that compute the same thing differently are distinct.
-- Code shorter than `min_tokens` is matched exactly only: short functions that differ in one operator share most of
-  their shingles (`return a + b` / `return a * b`), so a near-duplicate test on them merges distinct problems.
+- Code shorter than `min_tokens` is matched exactly only: distinct short functions share most or all of their
+  shingles (`[x[n] for x in xs]` / `[xs[i] for i in n]`: all of them, once names are anonymised), so a
+  near-duplicate test on them merges distinct problems.
+- Attributes keep their names, so renaming a method that is called as `self.method()` shows as a difference.
 - Reordered statements, and copies that embed a kept program inside a much larger one (containment rather than
   similarity), are not caught by either test.
 - Memory grows with what is kept: a digest per kept problem, and a shingle set plus LSH bands per long one.
