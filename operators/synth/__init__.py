@@ -1,1 +1,2 @@
-"""Synthesis of new training material: inputs for bare functions, and (by others) problems and solutions."""
+"""Problem synthesis: new problems from a model, kept only when execution agrees on them (dual agreement,
+dedup and decontamination), and inputs for bare functions."""
