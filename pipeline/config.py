@@ -22,6 +22,7 @@ from operators.llm.models import DEFAULT_MODEL
 from operators.sandbox.client import DEFAULT_REQUIRED, LAYERS
 from operators.synth.agreement import AGREEMENT_VERSION, TIES
 from operators.synth.dedup import DEDUP_VERSION
+from operators.synth.inputs import PROMPT_VERSION as INPUTS_PROMPT_VERSION
 from operators.synth.prompts import SYNTH_PROMPT_VERSION
 from operators.trace.tracer import TRACER_VERSION
 
@@ -213,7 +214,7 @@ class RunConfig:
     def synth_fingerprint(self, model: bool) -> str:
         """Hash of everything that decides which problems synthesis keeps; with `model`, also what writes them
         (`tracecot synthesize`); without, only agreement and dedup (`tracecot agree`)."""
-        written = (SYNTH_PROMPT_VERSION, self.narrator.content()) if model else ()
+        written = (SYNTH_PROMPT_VERSION, INPUTS_PROMPT_VERSION, self.narrator.content()) if model else ()
         return content_hash(AGREEMENT_VERSION, DEDUP_VERSION, *written, dataclasses.asdict(self.synth),
                             self.sandbox.timeout_s, self.sandbox.wall_timeout_s, self.sandbox.memory_mb,
                             self.sandbox.runs, self.decontam.against)[:16]

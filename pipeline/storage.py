@@ -68,9 +68,9 @@ class StorageError(OSError):
     """The output cannot be written (missing bucket, no permission, …): reported before any work starts."""
 
 
-def ensure_writable(location: Location) -> None:
+def ensure_writable(location: Location, folders: tuple[str, ...] = ("records", "rejected", "runs")) -> None:
     try:
-        for folder in ("records", "rejected", "runs"):
+        for folder in folders:
             location.fs.create_dir(location.join(folder), recursive=True)
     except OSError as err:
         raise StorageError(f"cannot write to {location.uri}: {err}") from err

@@ -163,7 +163,7 @@ def check_before_running(config: RunConfig) -> tuple[Location, Location]:
     source = locate(config.input, config.storage)
     output = locate(config.output, config.storage)
     input_files(source)
-    ensure_writable(output)
+    ensure_writable(output, (*FOLDERS, "runs"))
     if not config.ray.address:
         Sandbox(limits(config), tuple(config.sandbox.require)).close()
     return source, output

@@ -55,7 +55,8 @@ class ParseCandidates(LineParser):
 def candidate_row(base: dict[str, Any], candidates: CandidateSet) -> dict[str, Any]:
     """The work row of one candidate set, or a rejected one when no solution or no test is usable."""
     row = {**base, "kind": "candidates", "id": candidates.problem_id, "instruction": candidates.instruction,
-           "concept": candidates.concept, "entry_point": candidates.entry_point, "solutions": list(candidates.solutions),
+           "concept": candidates.concept, "entry_point": candidates.entry_point,
+           "solutions": list(candidates.solutions),
            "tests": list(candidates.tests), "agreement": _seen(candidates)}
     if not candidates.solutions or not candidates.tests:
         empty = " and ".join(kind for kind, kept in (("solution", candidates.solutions), ("test", candidates.tests))

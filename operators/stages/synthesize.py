@@ -230,6 +230,5 @@ class FindInputs(RowStage):
         found = inputs.keep(self.sandbox, row["code"], row["entry_point"], tried, want=self.want)
         row = {**row, "isolation": self.isolation}
         if not found.inputs:
-            why = ", ".join(f"{reason} {n}" for reason, n in found.reasons.most_common()) or "no candidate input"
-            return [reject(row, "execute", "no_inputs", f"no call ran deterministically ({why})")]
+            return [reject(row, "execute", "no_inputs", found.why())]
         return [{**row, "inputs": found.inputs, "outputs": [None] * len(found.inputs)}]
