@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 from operators.llm.backends import Sampling, Secret
 from operators.records import PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA
 from operators.stages.agree import Agree, Dedup, ExecutePairs, ParseCandidates
-from operators.stages.synthesize import FindInputs, Generate, ParseSeeds
+from operators.stages.synthesize import Generate, ParseSeeds
 from pipeline.config import NarratorConfig, RunConfig
 from pipeline.decontaminate import read_benchmarks
 from pipeline.graph import ray_options, start_ray, stderr_to_log, stop_ray
@@ -73,8 +73,7 @@ def steps(config: RunConfig, mode: str, source: str, done: DoneIndex) -> list[St
                       pool)]
     else:
         first = [Step(ParseSeeds, {"source": source, "fingerprint": fingerprint, "done": done}, LINES_PER_BATCH, pool),
-                 generate_step(config),
-                 Step(FindInputs, sandbox, config.ray.batch_size, pool, resources=on_executors)]
+                 generate_step(config)]
     return [*first,
             # a candidate set is n x m programs: smaller batches keep the pool's actors evenly busy
             Step(ExecutePairs, sandbox, max(1, config.ray.batch_size // 4), pool, resources=on_executors),

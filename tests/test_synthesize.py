@@ -100,12 +100,12 @@ def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_pat
 
 
 def test_agree_flags_a_benchmark_copy(local_ray, tmp_path):
-    mbpp = json.loads(shared("data/mbpp/mbpp.jsonl").read_text().splitlines()[0])
+    mbpp = json.loads(shared("mbpp/mbpp.jsonl").read_text().splitlines()[0])
     entry = mbpp["test_list"][0].split("assert ")[1].split("(")[0].strip()
     row = {"id": "copied", "entry_point": entry, "solutions": [mbpp["code"]], "tests": mbpp["test_list"]}
     output = tmp_path / "out"
     run_synth("agree", input=str(write_lines(tmp_path / "c.jsonl", [row])), output=str(output),
-              **{"decontam.against": f"mbpp={shared('data/mbpp/mbpp.jsonl')}"})
+              **{"decontam.against": f"mbpp={shared('mbpp/mbpp.jsonl')}"})
     assert [(r["id"], r["reason"]) for r in rejected(output)] == [("copied", "contaminated")]
 
 

@@ -3,6 +3,7 @@ end of `tracecot synthesize`):
 
     candidates → every (solution, test) pair in the sandbox → dual agreement → dedup and decontamination
 
+(`tracecot synthesize` adds bare functions: the sandbox stage finds their inputs, and dedup sees them too.)
 One row per candidate set (an instruction with its solutions and tests) flows through; it ends as a kept
 problem in the generic input format, or as a rejected row with a reason.
 """
@@ -17,8 +18,9 @@ from operators.ids import content_hash
 from operators.ingest.formats import BadProblem, json_object, peek_id, row_license
 from operators.records import SYNTH_WORK_SCHEMA, reject
 from operators.sandbox.client import Limits, Sandbox
-from operators.stages.base import Placement, RowStage
+from operators.stages.base import Placement, RowStage, guarded
 from operators.stages.ingest import LineParser
+from operators.synth import inputs
 from operators.synth.agreement import CandidateSet, agree, candidate_set, kept_problem, program
 from operators.synth.dedup import Deduplicator
 
@@ -76,29 +78,41 @@ def _set_aside(candidates: CandidateSet) -> str:
 
 
 class ExecutePairs(RowStage):
-    """Runs every (solution, test) pair of a candidate set as one program in the sandbox: a fresh child per
-    pair, each run twice under two hash seeds. A pair passes when its program raises nothing both times."""
+    """The sandbox stage of synthesis. A candidate set: every (solution, test) pair runs as one program, a
+    fresh child per pair, each run twice under two hash seeds; a pair passes when its program raises nothing
+    both times. A bare function (`synthesize`): the proposed inputs and the static ones (type hints, defaults,
+    how the arguments are used) are tried; those that run deterministically with a bounded literal output are
+    kept (`operators.synth.inputs.keep`). One stage for both, so synthesis holds one sandbox per actor."""
 
     name = "execute"
     placement = Placement(cpus=0.5, on_executor_nodes=True)
     schema = SYNTH_WORK_SCHEMA
 
-    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = ()) -> None:
+    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = (), inputs_wanted: int = 3) -> None:
         self.sandbox = Sandbox(limits, require)
         self.isolation = [layer for layer, active in self.sandbox.isolation.items() if active]
+        self.inputs_wanted = inputs_wanted
 
     def wants(self, row: dict[str, Any]) -> bool:
-        return row.get("kind") == "candidates"
+        return row.get("kind") in ("candidates", "function")
 
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        sets = [row for row in rows if row["kind"] == "candidates"]
         jobs = [{"kind": "program", "code": program(solution, test)}
-                for row in rows for solution in row["solutions"] for test in row["tests"]]
+                for row in sets for solution in row["solutions"] for test in row["tests"]]
         results = iter(self.sandbox.run_many(jobs))
-        out = []
-        for row in rows:
-            passed = [[next(results)["outcome"] == "ok" for _ in row["tests"]] for _ in row["solutions"]]
-            out.append([{**row, "passed": passed, "isolation": self.isolation}])
-        return out
+        passed = {id(row): [[next(results)["outcome"] == "ok" for _ in row["tests"]] for _ in row["solutions"]]
+                  for row in sets}
+        return [[{**row, "passed": passed[id(row)], "isolation": self.isolation}] if row["kind"] == "candidates"
+                else guarded(self.name, row, lambda row=row: self._find_inputs(row)) for row in rows]
+
+    def _find_inputs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        tried = [*(row.get("inputs") or []), *inputs.propose(row["code"], row["entry_point"])]
+        found = inputs.keep(self.sandbox, row["code"], row["entry_point"], tried, want=self.inputs_wanted)
+        row = {**row, "isolation": self.isolation}
+        if not found.inputs:
+            return [reject(row, "execute", "no_inputs", found.why())]
+        return [{**row, "inputs": found.inputs, "outputs": [None] * len(found.inputs)}]
 
 
 class Agree(RowStage):

@@ -1,7 +1,7 @@
 """Stages that write candidate problems with a model (`tracecot synthesize`), before the agreement stages:
 
     seeds (texts, concepts or bare functions) → generate (concepts → instructions → solutions and tests;
-    or input proposals for a bare function) → find inputs (bare functions, in the sandbox)
+    or input proposals for a bare function) → then the stages of `operators/stages/agree.py`
 
 Every model answer is counted on the row made from it (`generations`: kind, outcome, count), so the report
 accounts for each one: used, unparseable, or failed. Candidate sets keep their instruction's id (`<seed
@@ -19,7 +19,6 @@ from operators.ids import content_hash
 from operators.ingest.formats import BadProblem, json_object, peek_id, row_license, top_level_functions
 from operators.llm.backends import Completion, Sampling, make_backend
 from operators.records import SYNTH_WORK_SCHEMA, reject
-from operators.sandbox.client import Limits, Sandbox
 from operators.stages.agree import candidate_row
 from operators.stages.base import Placement, RowStage
 from operators.stages.ingest import LineParser
@@ -208,27 +207,3 @@ def _with_counts(row: dict[str, Any], counted: Counter) -> dict[str, Any]:
             "tokens_in": (row.get("tokens_in") or 0) + tokens_in,
             "tokens_out": (row.get("tokens_out") or 0) + tokens_out}
 
-
-class FindInputs(RowStage):
-    """Bare functions: the model's proposals and the static ones (type hints, defaults, how the arguments are
-    used) tried in the sandbox; the calls that run deterministically, with a bounded literal output, are kept."""
-
-    name = "execute"
-    placement = Placement(cpus=0.5, on_executor_nodes=True)
-    schema = SYNTH_WORK_SCHEMA
-
-    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = (), want: int = 3) -> None:
-        self.sandbox = Sandbox(limits, require)
-        self.isolation = [layer for layer, active in self.sandbox.isolation.items() if active]
-        self.want = want
-
-    def wants(self, row: dict[str, Any]) -> bool:
-        return row.get("kind") == "function"
-
-    def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        tried = [*(row.get("inputs") or []), *inputs.propose(row["code"], row["entry_point"])]
-        found = inputs.keep(self.sandbox, row["code"], row["entry_point"], tried, want=self.want)
-        row = {**row, "isolation": self.isolation}
-        if not found.inputs:
-            return [reject(row, "execute", "no_inputs", found.why())]
-        return [{**row, "inputs": found.inputs, "outputs": [None] * len(found.inputs)}]
