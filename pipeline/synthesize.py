@@ -69,8 +69,8 @@ def steps(config: RunConfig, mode: str, source: str, done: DoneIndex) -> list[St
     pool = (1, config.ray.executors)
     sandbox = {"limits": limits(config), "require": tuple(config.sandbox.require)}
     if mode == "agree":
-        first = [Step(ParseCandidates, {"source": source, "fingerprint": fingerprint, "done": done}, LINES_PER_BATCH,
-                      pool)]
+        first = [Step(ParseCandidates, {"source": source, "fingerprint": fingerprint, "done": done,
+                                        "max_pairs": synth.max_pairs}, LINES_PER_BATCH, pool)]
     else:
         first = [Step(ParseSeeds, {"source": source, "fingerprint": fingerprint, "done": done}, LINES_PER_BATCH, pool),
                  generate_step(config)]
@@ -97,7 +97,7 @@ def generate_step(config: RunConfig) -> Step:
         "backend": narrator.name, "model": narrator.content()["model"], "options": options,
         "sampling": Sampling(narrator.max_tokens, narrator.temperature, narrator.top_p, narrator.seed),
         "concepts": synth.concepts, "instructions": synth.instructions, "solutions": synth.solutions,
-        "test_generations": synth.test_generations},
+        "test_generations": synth.test_generations, "max_pairs": synth.max_pairs},
         narrator.batch_size, (actors.min, actors.max), cpus=actors.cpus, gpus=actors.gpus,
         resources={actors.resource: 1.0} if actors.resource else {}, tasks_in_flight=actors.batches_in_flight)
 

@@ -112,3 +112,67 @@ def test_the_sandbox_decides_passes_and_agreement_keeps_the_honest_cluster():
     assert kept["code"] == SQUARE and kept["inputs"] == ["2", "4", "0"] and kept["outputs"] == ["4", "16", "0"]
     assert kept["agreement"]["cluster_size"] == 2 and kept["agreement"]["tests_kept"] == 3
     assert set(SYNTH_WORK_SCHEMA.names) >= set(kept)
+
+
+def test_renamed_copies_and_other_spellings_of_a_test_are_one_vote():
+    """Found by an adversarial review: renamed locals gave a wrong solution three votes, and five spellings
+    of one wrong test five."""
+    wrong = ["def f(x):\n    y = 3 * x\n    return y\n", "def f(x):\n    z = 3 * x\n    return z\n",
+             "def f(n):\n    return 3 * n\n"]
+    spellings = ["assert f(1) == 3", "assert 3 == f(1)", "assert f(1) == 3.0", "assert f(1) == 3, 'x'",
+                 "assert f( 1 ) == 3"]
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE, *wrong],
+                                "tests": [*TESTS, *spellings]})
+    assert len(candidates.solutions) == 3  # SQUARE, one 3*x with a local, one without
+    assert candidates.tests == (*TESTS, "assert f(1) == 3")
+
+
+def test_a_solution_passing_contradicting_tests_is_left_out():
+    """f(2) == 4 and f(2) == 5 cannot both pass honest code: the solution that passes both (a forged result,
+    an object equal to everything) joins no cluster."""
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE, TRIPLE],
+                                "tests": [*TESTS, "assert f(2) == 5"]})
+    assert candidates.contradictions() == [(0, 3)]
+    decided = agree([[True, True, True, False], [True, True, True, True]],
+                    contradictions=candidates.contradictions())
+    assert decided.kept == Cluster((0,), (0, 1, 2))
+
+
+def test_scores_equal_but_for_the_last_bit_are_a_tie():
+    passed = [[True, False, False, False]] * 18 + [[False, True, True, True]] * 2
+    assert agree(passed).reason == "tie"
+    assert agree(passed, ties="first").kept.solutions[0] == 0
+
+
+def test_inputs_that_are_not_plain_arguments_are_left_out_and_only_literal_outputs_kept():
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE],
+                                "tests": ["assert f(**{'x': 3}) == 9", "assert f(f(1)) == 1",
+                                          "assert f(2) == f(-2)", "assert f(5) == sorted([25])[0]"]})
+    problem = kept_problem(candidates, Cluster((0,), (0, 1, 2, 3)))
+    assert problem.inputs == ["1", "2", "-2", "5"]
+    assert problem.outputs == [None, None, None, None]
+
+
+def test_a_solution_too_deep_to_print_back_is_set_aside_not_an_error():
+    deep = "def f(x):\n    return " + "-" * 500 + "x\n"
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [deep, SQUARE], "tests": TESTS})
+    assert candidates.solutions == (SQUARE,) and candidates.dropped == {"solution_unparseable": 1}
+
+
+def test_a_candidate_set_over_max_pairs_is_rejected_before_it_runs():
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE, TRIPLE], "tests": TESTS})
+    assert candidate_row({"record_id": "r"}, candidates, max_pairs=5)["reason"] == "too_large"
+    assert candidate_row({"record_id": "r"}, candidates, max_pairs=6).get("reason") is None
+
+
+def test_a_forged_result_frame_does_not_win_when_the_tests_contradict_it():
+    """The reviewer's forger writes the sandbox's own 'ok' frame to every descriptor and exits: it passes
+    every test it runs with, so it is caught only by contradicting tests (the module docstring says so)."""
+    forger = ("import os, struct\ndef f(x):\n    return 0\nF = b'{\"outcome\":\"ok\"}'\nfor fd in range(3, 1024):\n"
+              "    try:\n        os.write(fd, struct.pack('>I', len(F)) + F)\n    except OSError:\n        pass\n"
+              "os._exit(0)\n")
+    row = {"id": "p", "entry_point": "f", "solutions": [SQUARE, forger], "tests": [*TESTS, "assert f(2) == 5"]}
+    executed = ExecutePairs(Limits(timeout_s=1.0)).process_rows([candidate_row({"record_id": "r"},
+                                                                                candidate_set(row))])[0][0]
+    kept = Agree().process(executed)[0]
+    assert kept.get("reason") is None and kept["code"] == SQUARE and kept["inputs"] == ["2", "4", "0"]

@@ -176,14 +176,15 @@ def from_asserts(problem_id: str, code: str, tests: list[str], entry_point: str 
 
 
 def _calls_in(test: ast.AST, source: str, names: str | set[str]):
+    """Calls of `names` in an assert's test, each with the expected value's text when the test reads
+    `call == expected` or `expected == call`."""
     wanted = {names} if isinstance(names, str) else names
-    expected = None
-    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
-        expected = ast.get_source_segment(source, test.comparators[0])
+    sides = (test.left, test.comparators[0]) if isinstance(test, ast.Compare) and len(test.ops) == 1 \
+        and isinstance(test.ops[0], ast.Eq) else ()
     for node in ast.walk(test):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in wanted:
-            direct = isinstance(test, ast.Compare) and test.left is node
-            yield node, expected if direct else None
+            other = [side for side in sides if side is not node] if node in sides else []
+            yield node, ast.get_source_segment(source, other[0]) if other else None
 
 
 def _parsed(source: str, what: str) -> ast.Module:

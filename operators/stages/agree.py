@@ -21,7 +21,7 @@ from operators.sandbox.client import Limits, Sandbox
 from operators.stages.base import Placement, RowStage, guarded
 from operators.stages.ingest import LineParser
 from operators.synth import inputs
-from operators.synth.agreement import CandidateSet, agree, candidate_set, kept_problem, program
+from operators.synth.agreement import MAX_PAIRS, CandidateSet, agree, candidate_set, kept_problem, program
 from operators.synth.dedup import Deduplicator
 
 
@@ -32,10 +32,12 @@ class ParseCandidates(LineParser):
     placement = Placement()
     schema = SYNTH_WORK_SCHEMA
 
-    def __init__(self, source: str, fingerprint: str, done: Container[str] = frozenset()) -> None:
+    def __init__(self, source: str, fingerprint: str, done: Container[str] = frozenset(),
+                 max_pairs: int = MAX_PAIRS) -> None:
         self.source = source
         self.fingerprint = fingerprint
         self.done = done
+        self.max_pairs = max_pairs
 
     def parse(self, text: str) -> list[dict[str, Any]]:
         base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1, "generator": "input"}
@@ -50,12 +52,13 @@ class ParseCandidates(LineParser):
                               "ingest", err.reason, str(err))
             return [{**rejected, "skipped": record_id in self.done}]
         work = candidate_row({**base, "record_id": record_id, "seed_id": record_id, "license": row_license(row)},
-                             candidates)
+                             candidates, self.max_pairs)
         return [{**work, "skipped": record_id in self.done}]
 
 
-def candidate_row(base: dict[str, Any], candidates: CandidateSet) -> dict[str, Any]:
-    """The work row of one candidate set, or a rejected one when no solution or no test is usable."""
+def candidate_row(base: dict[str, Any], candidates: CandidateSet, max_pairs: int = MAX_PAIRS) -> dict[str, Any]:
+    """The work row of one candidate set, or a rejected one when no solution or no test is usable, or when it
+    would run more than `max_pairs` programs."""
     row = {**base, "kind": "candidates", "id": candidates.problem_id, "instruction": candidates.instruction,
            "concept": candidates.concept, "entry_point": candidates.entry_point,
            "solutions": list(candidates.solutions),
@@ -64,6 +67,10 @@ def candidate_row(base: dict[str, Any], candidates: CandidateSet) -> dict[str, A
         empty = " and ".join(kind for kind, kept in (("solution", candidates.solutions), ("test", candidates.tests))
                              if not kept)
         return reject(row, "ingest", "unparseable", f"no usable {empty} (set aside: {_set_aside(candidates)})")
+    pairs = len(candidates.solutions) * len(candidates.tests)
+    if pairs > max_pairs:
+        return reject(row, "ingest", "too_large", f"{len(candidates.solutions)} solutions x {len(candidates.tests)} "
+                      f"tests = {pairs} programs, more than synth.max_pairs={max_pairs}")
     return row
 
 
@@ -128,14 +135,14 @@ class Agree(RowStage):
         return row.get("kind") == "candidates"
 
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        decided = agree(row["passed"], **self.options)
+        candidates = CandidateSet(row["id"], row["entry_point"], row["instruction"], row["concept"],
+                                  tuple(row["solutions"]), tuple(row["tests"]), 0, 0)
+        decided = agree(row["passed"], contradictions=candidates.contradictions(), **self.options)
         summary = {**row["agreement"], "clusters": len(decided.clusters)}
         if decided.kept is None:
             return [reject({**row, "agreement": summary}, "agree", decided.reason or "no_agreement", decided.message)]
         cluster = decided.kept
         summary.update(score=cluster.score, cluster_size=len(cluster.solutions), tests_kept=len(cluster.tests))
-        candidates = CandidateSet(row["id"], row["entry_point"], row["instruction"], row["concept"],
-                                  tuple(row["solutions"]), tuple(row["tests"]), 0, 0)
         try:
             problem = kept_problem(candidates, cluster)
         except BadProblem as err:

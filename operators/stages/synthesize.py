@@ -23,7 +23,7 @@ from operators.stages.agree import candidate_row
 from operators.stages.base import Placement, RowStage
 from operators.stages.ingest import LineParser
 from operators.synth import inputs, prompts
-from operators.synth.agreement import candidate_set
+from operators.synth.agreement import MAX_PAIRS, candidate_set
 
 
 class ParseSeeds(LineParser):
@@ -91,9 +91,11 @@ class Generate(RowStage):
     schema = SYNTH_WORK_SCHEMA
 
     def __init__(self, backend: str, model: str | None, sampling: Sampling, options: dict[str, Any],
-                 concepts: int, instructions: int, solutions: int, test_generations: int) -> None:
+                 concepts: int, instructions: int, solutions: int, test_generations: int,
+                 max_pairs: int = MAX_PAIRS) -> None:
         self.engine = make_backend(backend, model, sampling, options)
         self.generator = f"{backend}:{model}"
+        self.max_pairs = max_pairs
         self.counts = {"concepts": concepts, "instructions": instructions, "solutions": solutions,
                        "test_generations": test_generations}
 
@@ -159,7 +161,7 @@ class Generate(RowStage):
             candidates = candidate_set({"id": row["id"], "instruction": row["instruction"],
                                         "concept": row.get("concept") or "", "entry_point": row["entry_point"],
                                         "solutions": solutions, "tests": tests})
-            out[i].append(_with_counts(candidate_row(row, candidates), counted))
+            out[i].append(_with_counts(candidate_row(row, candidates, self.max_pairs), counted))
         return [(i, row) for i, row in work if row["kind"] != "instruction"]
 
     def _proposals(self, work: list[tuple[int, dict]], out: list[list[dict]]) -> list[tuple[int, dict]]:
