@@ -238,12 +238,13 @@ def candidate_rows(truth: Truth, sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     add("hostile_only", list(hostile(e).values())[:6], tests)  # all but the fakes of equality and of "ok"
     add("tautology_test", [good, *(m for _, m in mutants(good)[:3])], [*tests, f"assert {e}({truth.inputs[0]}) "
                                                                              f"== {e}({truth.inputs[0]})"])
-    add("lambda_only_test", [good, hostile(e)["raises"]], [*tests[:1], f"assert callable(lambda: {e}({truth.inputs[0]}))",
-                                                           f"assert callable(lambda: {e}({truth.inputs[-1]}))"])
+    lambdas = [f"assert callable(lambda: {e}({truth.inputs[0]}))", f"assert callable(lambda: {e}({truth.inputs[-1]}))"]
+    add("lambda_test_honest_present", [good, hostile(e)["raises"]], [*tests[:1], *lambdas])
+    add("lambda_test_raiser_only", [hostile(e)["raises"]], lambdas)  # a "test" that never runs the call
     value = wrong_value(truth.expected[0] or truth.outputs[0])
     if value is not None:
         special = special_cased(good, e, truth.inputs[0], value)
-        add("special_cased_wrong_test", [good, special], [*tests, f"assert {e}({truth.inputs[0]}) == {value}"])
+        add("special_cased_test0_input", [good, special], [*tests, f"assert {e}({truth.inputs[0]}) == {value}"])
         add("always_eq_with_wrong_test", [good, hostile(e)["always_eq"]],
             [*tests, f"assert {e}({truth.inputs[0]}) == {value}"])
         add("forged_ok_with_wrong_test", [good, hostile(e)["forged_ok"]],
@@ -259,10 +260,14 @@ def candidate_rows(truth: Truth, sandbox: Sandbox) -> dict[str, dict[str, Any]]:
              *(f"assert ({t.removeprefix('assert ')})" for t in wrong_tests)])
         variants = [v for v in (renamed_locals(wrong, e), with_dead_statement(wrong, e)) if v]
         add("dup_wrong_renamed", [good, wrong, *variants], [*tests, *wrong_tests])
-        flipped = [f"assert {t.removeprefix('assert ').split(' == ', 1)[1]} == {t.removeprefix('assert ').split(' == ', 1)[0]}"
-                   for t in wrong_tests]
+        sides = [t.removeprefix("assert ").split(" == ", 1) for t in wrong_tests]
+        flipped = [f"assert {right} == {left}" for left, right in sides]  # the same wrong test, written backwards
         add("dup_wrong_tests_reordered", [good, wrong], [*tests, *wrong_tests, *flipped])
         honest_variants = [v for v in (renamed_locals(good, e), with_dead_statement(good, e)) if v]
+        # two honest solutions against one wrong solution whose wrong tests are each written four ways
+        add("wrong_tests_four_spellings", [good, *honest_variants[-1:], wrong],
+            [*tests, *wrong_tests, *flipped, *(f"{t}, 'again'" for t in wrong_tests),
+             *(f"{t}, 'once more'" for t in wrong_tests)])
         add("honest_majority_vs_wrong_tests", [good, *honest_variants[:1], wrong], [*tests, *wrong_tests])
         add("no_honest_solution", [wrong, *variants], [*tests, *wrong_tests])
     add("empty_solutions", [], tests)
