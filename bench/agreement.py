@@ -39,7 +39,7 @@ from typing import Any
 from operators.ingest.formats import BadProblem, from_asserts
 from operators.sandbox.client import Limits, Sandbox
 from operators.stages.agree import Agree, ExecutePairs, candidate_row
-from operators.synth.agreement import agree, candidate_set, program
+from operators.synth.agreement import CandidateSet, agree, candidate_set, program
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/mbpp/mbpp.jsonl"
 
@@ -302,7 +302,9 @@ def judge(truth: Truth, row: dict[str, Any], out: list[dict[str, Any]], sandbox:
     if final.get("reason"):
         tally.rejected[f"{final.get('stage')}:{final['reason']}"] += 1
         return
-    decided = agree(final["passed"], ties=row.get("ties", "reject"))
+    candidates = CandidateSet(final["id"], final["entry_point"], "", "", tuple(final["solutions"]),
+                              tuple(final["tests"]), 0, 0)
+    decided = agree(final["passed"], ties=row.get("ties", "reject"), contradictions=candidates.contradictions())
     assert decided.kept is not None and len(decided.kept.tests) == final["agreement"]["tests_kept"]
     code = final["code"]
     passes = sandbox.run_many([{"kind": "program", "code": program(code, t)} for t in truth.tests])
