@@ -66,10 +66,11 @@ def test_duplicates_count_once_on_both_sides():
 def test_unusable_solutions_and_tests_are_set_aside_with_the_reason():
     row = {"id": "p", "entry_point": "f",
            "solutions": [SQUARE, "def f(x) return x", "def g(x):\n    return x\n", ""],
-           "tests": ["assert f(2) == 4", "assert g(2) == 4", "x = 2\nassert f(x) == 4", "assert f(", "f(2) == 4"]}
+           "tests": ["assert f(2) == 4", "assert g(2) == 4", "x = 2\nassert f(x) == 4", "assert f(", "f(2) == 4",
+                     "assert callable(lambda: f(1))"]}
     candidates = candidate_set(row)
     assert candidates.solutions == (SQUARE,) and candidates.tests == ("assert f(2) == 4",)
-    assert candidates.dropped == {"solution_unparseable": 1, "solution_no_entry_point": 2, "test_no_call": 1,
+    assert candidates.dropped == {"solution_unparseable": 1, "solution_no_entry_point": 2, "test_no_call": 2,
                                   "test_not_one_assert": 2, "test_unparseable": 1}
 
 

@@ -30,8 +30,9 @@ define it, and the program reports it from inside the process its code runs in: 
 (faking equality, or writing the sandbox's own result frame) passes every test it is run with. Only the
 impossible-pass check above catches it, when the tests contradict each other; otherwise it is caught later,
 when `tracecot run` traces the kept solution (an output that is not a literal, or not the expected one).
-Which tests truly exercise the entry point is judged from their syntax (`assert callable(lambda: f(1))`
-counts). Tests with set-up lines, or written as `def test_…():` functions, are not tests here.
+Which tests truly exercise the entry point is judged from their syntax: a call inside a lambda does not
+count, but `assert f(1) or True` does. Tests with set-up lines, or written as `def test_…():` functions, are
+not tests here.
 """
 
 from __future__ import annotations
@@ -184,9 +185,17 @@ def _test_problem(test: str, entry_point: str) -> str | None:
         return "unparseable"
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return "not_one_assert"
-    calls = [node for node in ast.walk(tree.body[0].test) if isinstance(node, ast.Call)
-             and isinstance(node.func, ast.Name) and node.func.id == entry_point]
-    return None if calls else "no_call"
+    return None if _calls_entry_point(tree.body[0].test, entry_point) else "no_call"
+
+
+def _calls_entry_point(node: ast.AST, entry_point: str) -> bool:
+    """Whether evaluating `node` calls the entry point: a call inside a lambda may never run, so it does not
+    count (`assert callable(lambda: f(1))` passes whatever `f` does)."""
+    if isinstance(node, ast.Lambda):
+        return False
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == entry_point:
+        return True
+    return any(_calls_entry_point(child, entry_point) for child in ast.iter_child_nodes(node))
 
 
 def program(solution: str, test: str) -> str:
