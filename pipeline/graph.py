@@ -53,10 +53,23 @@ def build(config: RunConfig, source: Location, run_id: str, done: Container[str]
     ds = read_problems(source)
     if config.limit:
         ds = ds.limit(config.limit)
-    for step in [*steps(config, Path(source.path).name, done, mode), sink_step(config, run_id)]:
+    return through(ds, [*steps(config, Path(source.path).name, done, mode), sink_step(config, run_id)])
+
+
+def through(ds: ray.data.Dataset, stage_steps: list[Step]) -> ray.data.Dataset:
+    """`ds` through each step in order, each a `map_batches` over the actor pool its stage declares."""
+    for step in stage_steps:
         ds = ds.map_batches(step.stage, batch_format="pyarrow", batch_size=step.batch_size,
                             fn_constructor_kwargs=step.args, **ray_options(step))
     return ds
+
+
+def drain(ds: ray.data.Dataset, funnel: Funnel, progress: Progress) -> None:
+    """Run the graph to its end, adding each sink batch's tally to the funnel as it arrives."""
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for tally in batch.column("tally").to_pylist():
+            funnel.add(Tally.from_json(tally))
+        progress.update(funnel)
 
 
 def ray_options(step: Step) -> dict[str, Any]:
@@ -183,12 +196,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
             try:
                 ray_started = start_ray(config.ray.address)
                 refuse_unshared_output(config, output)
-                batches = build(config, source, run_id, done, mode).iter_batches(batch_size=None,
-                                                                                 batch_format="pyarrow")
-                for batch in batches:
-                    for tally in batch.column("tally").to_pylist():
-                        funnel.add(Tally.from_json(tally))
-                    progress.update(funnel)
+                drain(build(config, source, run_id, done, mode), funnel, progress)
             except KeyboardInterrupt:
                 status = "interrupted"
             finally:

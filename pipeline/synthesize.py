@@ -27,13 +27,12 @@ from operators.stages.agree import Agree, Dedup, ExecutePairs, ParseCandidates
 from operators.stages.synthesize import Generate, ParseSeeds
 from pipeline.config import NarratorConfig, RunConfig
 from pipeline.decontaminate import read_benchmarks
-from pipeline.graph import ray_options, start_ray, stderr_to_log, stop_ray
+from pipeline.graph import drain, start_ray, stderr_to_log, stop_ray, through
 from pipeline.report import Funnel, Progress, stage_timings, versions, write_report
 from pipeline.sources import input_files, read_problems
 from pipeline.stages import LINES_PER_BATCH, SINK_BATCH, Step, limits
 from pipeline.state import DoneIndex, count_done
 from pipeline.storage import Location, ensure_writable, locate
-from pipeline.tally import Tally
 
 PROBLEMS = "problems"
 FOLDERS = (PROBLEMS, "rejected")
@@ -121,13 +120,8 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None) -> dict[
             ds = read_problems(source)
             if config.limit:
                 ds = ds.limit(config.limit)
-            for step in [*steps(config, mode, Path(source.path).name, done), sink_step(config, run_id)]:
-                ds = ds.map_batches(step.stage, batch_format="pyarrow", batch_size=step.batch_size,
-                                    fn_constructor_kwargs=step.args, **ray_options(step))
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for tally in batch.column("tally").to_pylist():
-                    funnel.add(Tally.from_json(tally))
-                progress.update(funnel)
+            drain(through(ds, [*steps(config, mode, Path(source.path).name, done), sink_step(config, run_id)]),
+                  funnel, progress)
         except KeyboardInterrupt:
             status = "interrupted"
         finally:

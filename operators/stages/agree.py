@@ -46,14 +46,18 @@ class ParseCandidates(LineParser):
             record_id = content_hash("candidates", row, self.fingerprint)
             candidates = candidate_set(row)
         except BadProblem as err:
-            record_id = content_hash("row", text, self.fingerprint)
-            rejected = reject({**base, "record_id": record_id, "seed_id": record_id, "id": peek_id(text),
-                               "raw": text[:2000]},
-                              "ingest", err.reason, str(err))
-            return [{**rejected, "skipped": record_id in self.done}]
+            return [rejected_line(base, text, err, self.done)]
         work = candidate_row({**base, "record_id": record_id, "seed_id": record_id, "license": row_license(row)},
                              candidates, self.max_pairs)
         return [{**work, "skipped": record_id in self.done}]
+
+
+def rejected_line(base: dict[str, Any], text: str, err: BadProblem, done: Container[str]) -> dict[str, Any]:
+    """The rejected row of an input line that is not a usable row (skipped when an earlier run rejected it)."""
+    record_id = content_hash("row", text, base["fingerprint"])
+    rejected = reject({**base, "record_id": record_id, "seed_id": record_id, "id": peek_id(text), "raw": text[:2000]},
+                      "ingest", err.reason, str(err))
+    return {**rejected, "skipped": record_id in done}
 
 
 def candidate_row(base: dict[str, Any], candidates: CandidateSet, max_pairs: int = MAX_PAIRS) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from collections.abc import Container
 from typing import Any
 
 from operators.ids import content_hash
-from operators.ingest.formats import BadProblem, json_object, peek_id, row_license, top_level_functions
+from operators.ingest.formats import BadProblem, json_object, row_license, top_level_functions
 from operators.llm.backends import Completion, Sampling, make_backend
 from operators.records import SYNTH_WORK_SCHEMA, reject
-from operators.stages.agree import candidate_row
+from operators.stages.agree import candidate_row, rejected_line
 from operators.stages.base import Placement, RowStage
 from operators.stages.ingest import LineParser
 from operators.synth import inputs, prompts
@@ -45,10 +45,7 @@ class ParseSeeds(LineParser):
             seed_id = content_hash("seed", row, self.fingerprint)
             seed = _seed_row(row)
         except BadProblem as err:
-            seed_id = content_hash("row", text, self.fingerprint)
-            rejected = reject({**base, "record_id": seed_id, "seed_id": seed_id, "id": peek_id(text),
-                               "raw": text[:2000]}, "ingest", err.reason, str(err))
-            return [{**rejected, "skipped": seed_id in self.done}]
+            return [rejected_line(base, text, err, self.done)]
         return [{**base, **seed, "record_id": seed_id, "seed_id": seed_id, "license": row_license(row),
                  "skipped": seed_id in self.done}]
 
