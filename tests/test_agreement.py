@@ -16,20 +16,21 @@ WRONG_TEST = "assert f(1) == 3"  # passes 3*x only
 
 
 def test_the_score_is_tests_times_the_root_of_the_cluster_size():
-    assert Cluster((0, 1, 2, 3), (0, 1)).score == pytest.approx(2 * 2)
-    assert Cluster((0,), (0, 1, 2)).score == pytest.approx(3)
+    assert Cluster((0, 1, 2, 3), (0, 1), 4).score == pytest.approx(2 * 2)
+    assert Cluster((0,), (0, 1, 2), 1).score == pytest.approx(3)
+    assert Cluster((0, 1, 2, 3), (0, 1), 1).score == pytest.approx(2)  # four near-copies: one vote
 
 
 def test_solutions_passing_the_same_tests_form_one_cluster_and_the_best_comes_first():
     found = clusters([[True, True, False], [False, False, True], [True, True, False]])
-    assert found[0] == Cluster((0, 2), (0, 1))
-    assert found[1] == Cluster((1,), (2,))
+    assert found[0] == Cluster((0, 2), (0, 1), 2)
+    assert found[1] == Cluster((1,), (2,), 1)
 
 
 def test_a_wrong_solution_passing_a_wrong_test_is_not_kept():
     # two correct solutions pass three tests; a wrong one passes only the wrong test
     decided = agree([[True, True, True, False], [True, True, True, False], [False, False, True, True]])
-    assert decided.kept == Cluster((0, 1), (0, 1, 2))
+    assert decided.kept == Cluster((0, 1), (0, 1, 2), 2)
 
 
 def test_nothing_passing_is_rejected():
@@ -40,14 +41,15 @@ def test_nothing_passing_is_rejected():
 def test_ties_are_rejected_unless_the_first_is_asked_for():
     passed = [[True, True, False, False], [False, False, True, True]]
     assert agree(passed).reason == "tie"
-    assert agree(passed, ties="first").kept == Cluster((0,), (0, 1))
+    assert agree(passed, ties="first").kept == Cluster((0,), (0, 1), 1)
 
 
 def test_minimum_tests_and_cluster_size():
     passed = [[True, False], [True, False]]
     assert agree(passed, min_tests=2).reason == "too_few_tests"
     assert agree(passed, min_solutions=3).reason == "too_few_solutions"
-    assert agree(passed, min_tests=1, min_solutions=2).kept == Cluster((0, 1), (0,))
+    assert agree(passed, min_tests=1, min_solutions=2).kept == Cluster((0, 1), (0,), 2)
+    assert agree(passed, min_solutions=2, families=[0, 0]).reason == "too_few_solutions"
 
 
 def test_duplicates_count_once_on_both_sides():
@@ -67,11 +69,12 @@ def test_unusable_solutions_and_tests_are_set_aside_with_the_reason():
     row = {"id": "p", "entry_point": "f",
            "solutions": [SQUARE, "def f(x) return x", "def g(x):\n    return x\n", ""],
            "tests": ["assert f(2) == 4", "assert g(2) == 4", "x = 2\nassert f(x) == 4", "assert f(", "f(2) == 4",
-                     "assert callable(lambda: f(1))"]}
+                     "assert callable(lambda: f(1))", "assert f(2) == 4 or True", "assert (f(2), 4)",
+                     "assert f(2) == f(2)", "assert f(3) == 9 if True else 0"]}
     candidates = candidate_set(row)
     assert candidates.solutions == (SQUARE,) and candidates.tests == ("assert f(2) == 4",)
     assert candidates.dropped == {"solution_unparseable": 1, "solution_no_entry_point": 2, "test_no_call": 2,
-                                  "test_not_one_assert": 2, "test_unparseable": 1}
+                                  "test_not_one_assert": 2, "test_unparseable": 1, "test_no_check": 4}
 
 
 @pytest.mark.parametrize("row, reason", [
@@ -90,7 +93,7 @@ def test_malformed_rows_are_refused_with_a_reason(row, reason):
 def test_a_kept_cluster_becomes_a_problem_with_one_input_per_distinct_call():
     candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE],
                                 "tests": [*TESTS, "assert f(2) > 3", "assert isinstance(f(5), int)"]})
-    problem = kept_problem(candidates, Cluster((0,), (0, 1, 2, 3, 4)))
+    problem = kept_problem(candidates, Cluster((0,), (0, 1, 2, 3, 4), 1))
     assert problem.problem_id == "p" and problem.code == SQUARE and problem.entry_point == "f"
     assert problem.inputs == ["2", "4", "0", "5"]
     assert problem.outputs == ["4", "16", "0", None]
@@ -136,7 +139,7 @@ def test_a_solution_passing_contradicting_tests_is_left_out():
     assert candidates.contradictions() == [(0, 3)]
     decided = agree([[True, True, True, False], [True, True, True, True]],
                     contradictions=candidates.contradictions())
-    assert decided.kept == Cluster((0,), (0, 1, 2))
+    assert decided.kept == Cluster((0,), (0, 1, 2), 1)
 
 
 def test_scores_equal_but_for_the_last_bit_are_a_tie():
@@ -149,7 +152,7 @@ def test_inputs_that_are_not_plain_arguments_are_left_out_and_only_literal_outpu
     candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [SQUARE],
                                 "tests": ["assert f(**{'x': 3}) == 9", "assert f(f(1)) == 1",
                                           "assert f(2) == f(-2)", "assert f(5) == sorted([25])[0]"]})
-    problem = kept_problem(candidates, Cluster((0,), (0, 1, 2, 3)))
+    problem = kept_problem(candidates, Cluster((0,), (0, 1, 2, 3), 1))
     assert problem.inputs == ["1", "2", "-2", "5"]
     assert problem.outputs == [None, None, None, None]
 
@@ -168,7 +171,8 @@ def test_a_candidate_set_over_max_pairs_is_rejected_before_it_runs():
 
 def test_a_forged_result_frame_does_not_win_when_the_tests_contradict_it():
     """The reviewer's forger writes the sandbox's own 'ok' frame to every descriptor and exits: it passes
-    every test it runs with, so it is caught only by contradicting tests (the module docstring says so)."""
+    every program test it runs with, so there it is caught only by contradicting tests (the module docstring
+    says so)."""
     forger = ("import os, struct\ndef f(x):\n    return 0\nF = b'{\"outcome\":\"ok\"}'\nfor fd in range(3, 1024):\n"
               "    try:\n        os.write(fd, struct.pack('>I', len(F)) + F)\n    except OSError:\n        pass\n"
               "os._exit(0)\n")
@@ -177,3 +181,53 @@ def test_a_forged_result_frame_does_not_win_when_the_tests_contradict_it():
                                                                                 candidate_set(row))])[0][0]
     kept = Agree().process(executed)[0]
     assert kept.get("reason") is None and kept["code"] == SQUARE and kept["inputs"] == ["2", "4", "0"]
+    # Equality tests are decided on the call's output: this forged frame carries none, so they fail it.
+    row["tests"] = [*TESTS, "assert isinstance(f(1), int)"]
+    executed = ExecutePairs(Limits(timeout_s=1.0)).process_rows([candidate_row({"record_id": "r"},
+                                                                                candidate_set(row))])[0][0]
+    assert executed["passed"][1] == [False, False, False, True]
+
+
+ALWAYS_EQUAL = ("class Anything:\n    def __eq__(self, other):\n        return True\n    def __repr__(self):\n"
+                "        return '4'\n\ndef f(x):\n    return Anything()\n")
+
+
+def test_an_object_equal_to_everything_passes_no_equality_test():
+    """The verdict of `assert f(2) == 4` is taken outside the solution's process, on the output's text: an
+    object whose `==` always answers True (and that prints as the expected value) is not a literal. Without
+    a contradicting test it used to win with two votes against one."""
+    twin = ALWAYS_EQUAL.replace("return True", "return not False")  # another solution, not a copy
+    row = {"id": "p", "entry_point": "f", "solutions": [ALWAYS_EQUAL, twin, SQUARE], "tests": TESTS}
+    executed = ExecutePairs(Limits(timeout_s=1.0)).process_rows([candidate_row({"record_id": "r"},
+                                                                                candidate_set(row))])[0][0]
+    assert executed["passed"] == [[False] * 3, [False] * 3, [True] * 3]
+    kept = Agree().process(executed)[0]
+    assert kept.get("reason") is None and kept["code"] == SQUARE
+
+
+def test_an_honest_output_that_is_not_a_literal_fails_an_equality_test_as_tracing_would_reject_it():
+    counter = "from collections import Counter\ndef f(s):\n    return Counter(s)\n"
+    row = {"id": "p", "entry_point": "f", "solutions": [counter], "tests": ["assert f('aab') == {'a': 2, 'b': 1}",
+                                                                               "assert len(f('aab')) == 2"]}
+    executed = ExecutePairs(Limits(timeout_s=1.0)).process_rows([candidate_row({"record_id": "r"},
+                                                                                candidate_set(row))])[0][0]
+    assert executed["passed"] == [[False, True]]
+
+
+def test_near_copies_of_a_wrong_solution_vote_once():
+    """Copies of one wrong solution, each with a different statement inserted (not the same syntax tree, so
+    they run), outvote two different honest solutions when each copy votes; as one family they vote once."""
+    wrong = ("def f(values, key):\n    total = 0\n    for index, value in enumerate(values):\n"
+             "        if value % key == 0:\n            total += value * index\n        else:\n"
+             "            total -= value\n    return total + 1\n")
+    copies = [wrong.replace("    return", f"    unused_{k} = {k}\n    return") for k in range(4)]
+    honest = ["def f(values, key):\n    return sum(v * i if v % key == 0 else -v for i, v in enumerate(values))\n",
+              "def f(xs, k):\n    out = 0\n    i = 0\n    while i < len(xs):\n"
+              "        out += xs[i] * i if xs[i] % k == 0 else -xs[i]\n        i += 1\n    return out\n"]
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": [*copies, *honest], "tests": TESTS})
+    assert len(candidates.solutions) == 6
+    families = candidates.families(0.8)
+    assert families == [0, 0, 0, 0, 4, 5]
+    passed = [[True, True, False, False]] * 4 + [[False, False, True, True]] * 2
+    assert agree(passed).kept.solutions == (0, 1, 2, 3)  # 2 x sqrt(4) against 2 x sqrt(2)
+    assert agree(passed, families=families).kept.solutions == (4, 5)  # 2 x 1 against 2 x sqrt(2)

@@ -21,7 +21,7 @@ from operators.sandbox.client import Limits, Sandbox
 from operators.stages.base import Placement, RowStage, guarded
 from operators.stages.ingest import LineParser
 from operators.synth import inputs
-from operators.synth.agreement import MAX_PAIRS, CandidateSet, agree, candidate_set, kept_problem, program
+from operators.synth.agreement import MAX_PAIRS, CandidateSet, agree, candidate_set, kept_problem, pair_job, passes
 from operators.synth.dedup import Deduplicator
 
 
@@ -109,11 +109,11 @@ class ExecutePairs(RowStage):
 
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         sets = [row for row in rows if row["kind"] == "candidates"]
-        jobs = [{"kind": "program", "code": program(solution, test)}
+        jobs = [pair_job(solution, test, row["entry_point"])
                 for row in sets for solution in row["solutions"] for test in row["tests"]]
         results = iter(self.sandbox.run_many(jobs))
-        passed = {id(row): [[next(results)["outcome"] == "ok" for _ in row["tests"]] for _ in row["solutions"]]
-                  for row in sets}
+        passed = {id(row): [[passes(next(results), test, row["entry_point"]) for test in row["tests"]]
+                            for _ in row["solutions"]] for row in sets}
         return [[{**row, "passed": passed[id(row)], "isolation": self.isolation}] if row["kind"] == "candidates"
                 else guarded(self.name, row, lambda row=row: self._find_inputs(row)) for row in rows]
 
@@ -132,8 +132,10 @@ class Agree(RowStage):
     name = "agree"
     schema = SYNTH_WORK_SCHEMA
 
-    def __init__(self, min_tests: int = 1, min_solutions: int = 1, ties: str = "reject") -> None:
+    def __init__(self, min_tests: int = 1, min_solutions: int = 1, ties: str = "reject",
+                 near_duplicate: float = 0.8) -> None:
         self.options = {"min_tests": min_tests, "min_solutions": min_solutions, "ties": ties}
+        self.near_duplicate = near_duplicate
 
     def wants(self, row: dict[str, Any]) -> bool:
         return row.get("kind") == "candidates"
@@ -141,12 +143,13 @@ class Agree(RowStage):
     def process(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         candidates = CandidateSet(row["id"], row["entry_point"], row["instruction"], row["concept"],
                                   tuple(row["solutions"]), tuple(row["tests"]), 0, 0)
-        decided = agree(row["passed"], contradictions=candidates.contradictions(), **self.options)
+        decided = agree(row["passed"], contradictions=candidates.contradictions(),
+                        families=candidates.families(self.near_duplicate), **self.options)
         summary = {**row["agreement"], "clusters": len(decided.clusters)}
         if decided.kept is None:
             return [reject({**row, "agreement": summary}, "agree", decided.reason or "no_agreement", decided.message)]
         cluster = decided.kept
-        summary.update(score=cluster.score, cluster_size=len(cluster.solutions), tests_kept=len(cluster.tests))
+        summary.update(score=cluster.score, cluster_size=cluster.votes, tests_kept=len(cluster.tests))
         try:
             problem = kept_problem(candidates, cluster)
         except BadProblem as err:

@@ -8,7 +8,7 @@ from typing import Any
 from operators.records import reject
 from operators.sandbox.client import Limits, Sandbox
 from operators.stages.base import Placement, RowStage, guarded
-from operators.trace.values import parse_literal
+from operators.trace.values import equal_literals
 
 
 class Executor(RowStage):
@@ -58,15 +58,7 @@ def _trace_problem(result: dict[str, Any], expected: str | None) -> tuple[str, s
         return "output_too_long", "the output is longer than the value cap"
     if not result["output_is_literal"]:
         return "output_not_literal", f"the output {result['output'][:80]} is not a Python literal"
-    if expected is not None and not _equal_literals(expected, result["output"]):
+    if expected is not None and not equal_literals(expected, result["output"]):
         return "output_mismatch", f"expected {expected[:80]}, the code returned {result['output'][:80]}"
     return None
 
-
-def _equal_literals(expected: str, output: str) -> bool:
-    """Python `==` on the two values, as the data sets' own asserts compare; non-literal expectations pass."""
-    try:
-        wanted = parse_literal(expected)
-    except ValueError:
-        return True
-    return wanted == parse_literal(output)

@@ -1,22 +1,29 @@
 """Dual agreement (CodeT) over candidate solutions and tests, done the way its own paper describes it.
 
 A candidate set is one instruction with `n` solutions and `m` tests, each test one `assert` that calls the
-entry point. Every (solution, test) pair runs in the sandbox as the program `solution + test`; a pair passes
-when that program raises nothing, twice, under two hash seeds. Then:
+entry point. Every (solution, test) pair runs in the sandbox, twice, under two hash seeds. A test of the
+common shape `assert entry_point(ARGS) == LITERAL` runs as a call of the entry point: its output comes back as
+text and the verdict is taken here, outside the solution's process (the output must be a literal equal to the
+expected one). Any other test runs as the program `solution + test` and passes when it raises nothing. Then:
 
 - **Clusters**: solutions that pass exactly the same set of tests form one cluster (a consensus set).
-- **Score**: `|tests passed| × sqrt(|solutions in the cluster|)`, CodeT's dampened variant.
+- **Score**: `|tests passed| × sqrt(votes)`, CodeT's dampened variant, where `votes` counts the cluster's
+  solutions once per family of near-duplicates.
 - **Duplicates count once, on both sides**: solutions are compared by their syntax tree with every name they
   bind renamed (`operators.synth.dedup.canonical`), so a copy differing in layout, comments, docstrings or
-  local names is the same solution; tests by the calls they make and the values they expect (`f(1) == 3`,
+  local names is the same solution and runs once; copies that differ a little more (a statement inserted, a
+  constant changed: MinHash over code tokens at `synth.dedup_threshold`, for code of 40 tokens or more) run
+  but vote once. Tests are compared by the calls they make and the values they expect (`f(1) == 3`,
   `3 == f(1)` and `f(1) == 3.0` are one test). A model that writes one wrong solution five times, or one
   wrong test three times, gets one vote, not five or three. How many were seen and how many were distinct
   is kept with the problem.
+- **Tests that check something**: a test must call the entry point (outside a lambda, which may never run)
+  and have the shape of a check that can fail: a comparison of two different expressions, a call, `not` or
+  `and` of these. `assert f(1) or True`, `assert (f(1), True)` or `assert f(1) == f(1)` are set aside.
 - **Impossible passes**: two tests that call the entry point with the same arguments and expect different
-  literal values cannot both pass honest code. A solution that passes both (it forged its result, or
-  returns an object whose `==` always answers True) is left out of every cluster.
-- **Selection**: the top-scoring cluster is kept when it passes at least `min_tests` tests and holds at least
-  `min_solutions` solutions. When two clusters share the top score the set is rejected (`tie`), unless
+  literal values cannot both pass honest code. A solution that passes both is left out of every cluster.
+- **Selection**: the top-scoring cluster is kept when it passes at least `min_tests` tests and has at least
+  `min_solutions` votes. When two clusters share the top score the set is rejected (`tie`), unless
   `ties: first` keeps the cluster holding the earliest solution. A cluster passing no test is never kept.
 - The kept problem is the cluster's first solution (in the order given) plus the tests it passes, turned into
   inputs: one input per distinct call of the entry point in those tests (an argument list that is not plain
@@ -25,30 +32,33 @@ when that program raises nothing, twice, under two hash seeds. Then:
 - A candidate set with more than `max_pairs` (solution, test) pairs is rejected before anything runs, so
   one row cannot hold an executor for hours.
 
-Limits, plainly: a pass means "the program reported no exception", as CodeT and the benchmarks' harnesses
-define it, and the program reports it from inside the process its code runs in: code written to deceive
-(faking equality, or writing the sandbox's own result frame) passes every test it is run with. Only the
-impossible-pass check above catches it, when the tests contradict each other; otherwise it is caught later,
-when `tracecot run` traces the kept solution (an output that is not a literal, or not the expected one).
-Which tests truly exercise the entry point is judged from their syntax: a call inside a lambda does not
-count, but `assert f(1) or True` does. Tests with set-up lines, or written as `def test_…():` functions, are
-not tests here.
+Limits, plainly: a test of another shape passes when its program reports no exception, as CodeT and the
+benchmarks' harnesses define it, and the program reports it from inside the process its code runs in: code
+written to deceive (faking `==` inside such a test, or writing the sandbox's own result frame) passes it.
+The impossible-pass check catches that when tests contradict each other; otherwise it is caught later, when
+`tracecot run` traces the kept solution (an output that is not a literal, or not the expected one). Whether
+a test checks something is judged from its syntax: `assert len([f(1)]) == 1` still counts. A solution
+returning a value that equals a literal without being one (a `Counter`, a `Fraction`) fails equality tests
+here, as `tracecot run` would reject its output. Tests with set-up lines, or written as `def test_…():`
+functions, are not tests here.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from operators.ingest.formats import BadProblem, Problem, check_code, from_asserts
 from operators.sandbox.calls import BadInput, check_syntax
-from operators.synth.dedup import canonical
-from operators.trace.values import parse_literal
+from operators.synth.dedup import Deduplicator, canonical
+from operators.trace.values import equal_literals, parse_literal
 
-AGREEMENT_VERSION = "agree-2"
+AGREEMENT_VERSION = "agree-3"
 TIES = ("reject", "first")
 MAX_PAIRS = 1024  # (solution, test) programs one candidate set may run: ~15 s of a sandbox at ~70 programs/s
 
@@ -67,6 +77,14 @@ class CandidateSet:
     tests_seen: int
     dropped: Counter[str] = field(default_factory=Counter)  # why solutions or tests were set aside
 
+    def families(self, threshold: float) -> list[int]:
+        """For each solution, the first solution it near-duplicates (MinHash over code tokens, the dedup
+        stage's measure at `threshold`), or itself: a copy with a statement inserted or a constant changed is
+        one vote, not two."""
+        index = Deduplicator(threshold=threshold)
+        found = [index.check(str(i), code) for i, code in enumerate(self.solutions)]
+        return [int(duplicate.of) if duplicate else i for i, duplicate in enumerate(found)]
+
     def contradictions(self) -> list[tuple[int, int]]:
         """Pairs of tests (indices) that no honest solution passes together: the same call, two different
         literal expected values."""
@@ -78,14 +96,16 @@ class CandidateSet:
 
 @dataclass(frozen=True)
 class Cluster:
-    """Solutions (indices into `CandidateSet.solutions`) that pass exactly the same tests."""
+    """Solutions (indices into `CandidateSet.solutions`) that pass exactly the same tests; `votes` counts them
+    once per family of near-duplicates (`CandidateSet.families`)."""
 
     solutions: tuple[int, ...]
     tests: tuple[int, ...]
+    votes: int
 
     @property
     def score(self) -> float:
-        return len(self.tests) * math.sqrt(len(self.solutions))
+        return len(self.tests) * math.sqrt(self.votes)
 
 
 @dataclass(frozen=True)
@@ -185,7 +205,24 @@ def _test_problem(test: str, entry_point: str) -> str | None:
         return "unparseable"
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return "not_one_assert"
-    return None if _calls_entry_point(tree.body[0].test, entry_point) else "no_call"
+    condition = tree.body[0].test
+    if not _calls_entry_point(condition, entry_point):
+        return "no_call"
+    return None if _checks(condition) else "no_check"
+
+
+def _checks(node: ast.AST) -> bool:
+    """Whether an assert's condition has the shape of a check that can fail: a comparison of different
+    expressions, a call, `not` of a check, `and` of checks. An `or`, a conditional, a constant or a display
+    (a non-empty tuple is always true) can pass whatever the entry point returns, and so can `x == x`."""
+    if isinstance(node, ast.BoolOp):
+        return isinstance(node.op, ast.And) and all(_checks(value) for value in node.values)
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.op, ast.Not) and _checks(node.operand)
+    if isinstance(node, ast.Compare):
+        operands = [ast.dump(operand) for operand in (node.left, *node.comparators)]
+        return all(a != b for a, b in itertools.pairwise(operands))
+    return isinstance(node, ast.Call)
 
 
 def _calls_entry_point(node: ast.AST, entry_point: str) -> bool:
@@ -198,39 +235,95 @@ def _calls_entry_point(node: ast.AST, entry_point: str) -> bool:
     return any(_calls_entry_point(child, entry_point) for child in ast.iter_child_nodes(node))
 
 
+@dataclass(frozen=True)
+class EqualityTest:
+    """A test that reads `assert entry_point(ARGS) == LITERAL` (or `LITERAL == entry_point(ARGS)`), ARGS plain
+    arguments: its verdict is reached outside the solution's process (`pair_job`, `passes`)."""
+
+    args: str
+    expected: str  # the literal's text
+
+
+def equality_test(test: str, entry_point: str) -> EqualityTest | None:
+    """The test as an `EqualityTest`, or None when it has another shape."""
+    try:
+        tree = ast.parse(test)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    node = tree.body[0].test if len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert) else None
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)):
+        return None
+    calls = _calls(test, entry_point)
+    if len(calls) != 1:
+        return None
+    args, expected = calls[0]
+    direct = [side for side in (node.left, node.comparators[0])
+              if isinstance(side, ast.Call) and isinstance(side.func, ast.Name) and side.func.id == entry_point]
+    if not (direct and expected and expected[0] == "literal" and _plain_arguments(args, entry_point)):
+        return None
+    other = node.comparators[0] if direct[0] is node.left else node.left
+    return EqualityTest(args, ast.get_source_segment(test, other) or ast.unparse(other))
+
+
 def program(solution: str, test: str) -> str:
-    """The program one (solution, test) pair runs as: the solution, then the test."""
+    """The program a (solution, test) pair runs as when its test is not an equality test: the solution, then
+    the test."""
     return f"{solution.rstrip()}\n\n{test.strip()}\n"
 
 
-def clusters(passed: list[list[bool]]) -> tuple[Cluster, ...]:
-    """Solutions grouped by the exact set of tests they pass; best score first, then by earliest solution."""
+def pair_job(solution: str, test: str, entry_point: str) -> dict[str, Any]:
+    """The sandbox job of one (solution, test) pair. An equality test becomes a call of the entry point whose
+    output comes back as text, compared here (`passes`): a returned object whose `==` always answers True is
+    not a literal and passes nothing. Any other test runs as the program `solution + test`."""
+    check = equality_test(test, entry_point)
+    if check is None:
+        return {"kind": "program", "code": program(solution, test)}
+    return {"kind": "call", "code": solution, "entry_point": entry_point, "input": check.args, "traced": False}
+
+
+def passes(result: dict[str, Any], test: str, entry_point: str) -> bool:
+    """Whether a pair's result passes its test: a program that raised nothing, or a call whose output is a
+    literal equal (Python `==`) to the expected one."""
+    if result["outcome"] != "ok":
+        return False
+    check = equality_test(test, entry_point)
+    if check is None:
+        return True
+    return bool(result.get("output_is_literal")) and not result.get("output_truncated") \
+        and equal_literals(check.expected, result["output"])
+
+
+def clusters(passed: list[list[bool]], families: Sequence[int] = ()) -> tuple[Cluster, ...]:
+    """Solutions grouped by the exact set of tests they pass, each family of near-duplicates one vote (no
+    `families`: every solution its own); best score first, then by earliest solution."""
+    family = families or range(len(passed))
     groups: dict[tuple[int, ...], list[int]] = {}
     for solution, row in enumerate(passed):
         groups.setdefault(tuple(t for t, ok in enumerate(row) if ok), []).append(solution)
-    found = [Cluster(tuple(members), tests) for tests, members in groups.items()]
+    found = [Cluster(tuple(members), tests, len({family[m] for m in members})) for tests, members in groups.items()]
     # rounded, so that scores equal but for the float's last bit (sqrt(18) and 3 * sqrt(2)) sort as a tie
     return tuple(sorted(found, key=lambda c: (-round(c.score, 9), c.solutions[0])))
 
 
 def agree(passed: list[list[bool]], min_tests: int = 1, min_solutions: int = 1, ties: str = "reject",
-          contradictions: list[tuple[int, int]] = ()) -> Agreement:
+          contradictions: Sequence[tuple[int, int]] = (), families: Sequence[int] = ()) -> Agreement:
     """Dual agreement over a pass matrix (`passed[solution][test]`): the top cluster, or why there is none.
-    A solution passing both tests of a `contradictions` pair is left out (it passes nothing)."""
+    A solution passing both tests of a `contradictions` pair is left out (it passes nothing); near-duplicate
+    solutions (`families`, see `clusters`) vote once."""
     passed = [[False] * len(row) if any(row[a] and row[b] for a, b in contradictions) else row for row in passed]
-    found = clusters(passed)
+    found = clusters(passed, families)
     if not found or found[0].score == 0:
         return Agreement(found, None, "nothing_passes", "no solution passes any test")
     top = found[0]
     tied = [c for c in found if round(c.score, 9) == round(top.score, 9)]
     if len(tied) > 1 and ties == "reject":
         return Agreement(found, None, "tie", f"{len(tied)} clusters share the top score {top.score:.3g}: "
-                         + "; ".join(f"{len(c.solutions)} solution(s) passing {len(c.tests)} test(s)" for c in tied))
+                         + "; ".join(f"{c.votes} solution(s) passing {len(c.tests)} test(s)" for c in tied))
     if len(top.tests) < min_tests:
         return Agreement(found, None, "too_few_tests",
                          f"the top cluster passes {len(top.tests)} test(s), fewer than min_tests={min_tests}")
-    if len(top.solutions) < min_solutions:
-        return Agreement(found, None, "too_few_solutions", f"the top cluster holds {len(top.solutions)} "
+    if top.votes < min_solutions:
+        return Agreement(found, None, "too_few_solutions", f"the top cluster holds {top.votes} distinct "
                          f"solution(s), fewer than min_solutions={min_solutions}")
     return Agreement(found, top)
 
