@@ -304,7 +304,8 @@ def judge(truth: Truth, row: dict[str, Any], out: list[dict[str, Any]], sandbox:
         return
     candidates = CandidateSet(final["id"], final["entry_point"], "", "", tuple(final["solutions"]),
                               tuple(final["tests"]), 0, 0)
-    decided = agree(final["passed"], ties=row.get("ties", "reject"), contradictions=candidates.contradictions())
+    decided = agree(final["passed"], ties=row.get("ties", "reject"), contradictions=candidates.contradictions(),
+                    families=candidates.families(Agree().near_duplicate))
     assert decided.kept is not None and len(decided.kept.tests) == final["agreement"]["tests_kept"]
     code = final["code"]
     passes = sandbox.run_many([{"kind": "program", "code": program(code, t)} for t in truth.tests])

@@ -117,6 +117,7 @@ PROBLEM_SCHEMA = pa.schema([
     ("outputs", pa.list_(pa.string())),
     ("instruction", pa.string()),
     ("concept", pa.string()),
+    ("difficulty", pa.string()),  # as the instruction was rated (synth.difficulties), "" when it was not
     ("generator", pa.string()),  # the model that wrote the candidates, or "input" for `tracecot agree`
     ("agreement", AGREEMENT),
     ("isolation", pa.list_(pa.string())),

@@ -23,7 +23,7 @@ from operators.sandbox.client import DEFAULT_REQUIRED, LAYERS
 from operators.synth.agreement import AGREEMENT_VERSION, MAX_PAIRS, TIES
 from operators.synth.dedup import DEDUP_VERSION
 from operators.synth.inputs import PROMPT_VERSION as INPUTS_PROMPT_VERSION
-from operators.synth.prompts import SYNTH_PROMPT_VERSION
+from operators.synth.prompts import DIFFICULTIES, SYNTH_PROMPT_VERSION
 from operators.trace.tracer import TRACER_VERSION
 
 NARRATORS = ("template", "transformers", "vllm", "openai")
@@ -172,6 +172,7 @@ class SynthConfig:
     instructions: int = 1  # instructions per concept
     solutions: int = 4  # candidate solutions per instruction, one generation each
     test_generations: int = 2  # generations of tests per instruction; each may hold several asserts
+    difficulties: list[str] = field(default_factory=lambda: list(DIFFICULTIES))  # levels instructions are rated in
 
 
 @dataclass
@@ -359,6 +360,9 @@ def validate(config: RunConfig) -> None:
         (min(config.synth.concepts, config.synth.instructions, config.synth.solutions,
              config.synth.test_generations) >= 1,
          "synth.concepts, instructions, solutions and test_generations must be at least 1"),
+        (bool(config.synth.difficulties) and all(isinstance(level, str) and level.isidentifier() and level.islower()
+                                                  for level in config.synth.difficulties),
+         "synth.difficulties must be a list of lower-case words, e.g. [easy, medium, hard]"),
     ]
     for ok, message in checks:
         if not ok:

@@ -96,7 +96,8 @@ def generate_step(config: RunConfig) -> Step:
         "backend": narrator.name, "model": narrator.content()["model"], "options": options,
         "sampling": Sampling(narrator.max_tokens, narrator.temperature, narrator.top_p, narrator.seed),
         "concepts": synth.concepts, "instructions": synth.instructions, "solutions": synth.solutions,
-        "test_generations": synth.test_generations, "max_pairs": synth.max_pairs},
+        "test_generations": synth.test_generations, "max_pairs": synth.max_pairs,
+        "difficulties": tuple(synth.difficulties)},
         narrator.batch_size, (actors.min, actors.max), cpus=actors.cpus, gpus=actors.gpus,
         resources={actors.resource: 1.0} if actors.resource else {}, tasks_in_flight=actors.batches_in_flight)
 

@@ -220,7 +220,7 @@ def test_near_copies_of_a_wrong_solution_vote_once():
     wrong = ("def f(values, key):\n    total = 0\n    for index, value in enumerate(values):\n"
              "        if value % key == 0:\n            total += value * index\n        else:\n"
              "            total -= value\n    return total + 1\n")
-    copies = [wrong.replace("    return", f"    unused_{k} = {k}\n    return") for k in range(4)]
+    copies = [wrong.replace("    return", f"    unused_{k} = len(values) + {k}\n    return") for k in range(4)]
     honest = ["def f(values, key):\n    return sum(v * i if v % key == 0 else -v for i, v in enumerate(values))\n",
               "def f(xs, k):\n    out = 0\n    i = 0\n    while i < len(xs):\n"
               "        out += xs[i] * i if xs[i] % k == 0 else -xs[i]\n        i += 1\n    return out\n"]

@@ -79,6 +79,19 @@ def test_renamed_reformatted_commented_copies_are_exact_duplicates():
     assert dedup.check("b", RUN_LENGTH_DISGUISED) == Duplicate("exact", "a", 1.0)
 
 
+def test_plain_padding_is_dropped_and_anything_that_may_act_is_kept():
+    short = "def f(x):\n    return x + 1\n"
+    for padded in ("def f(x):\n    unused = None\n    return x + 1\n", "def f(x):\n    pass\n    return x + 1\n",
+                   "def f(x):\n    42\n    return x + 1\n", "def f(x):\n    a = b = 'pad'\n    return x + 1\n"):
+        assert canonical(padded) == canonical(short), padded
+    for acting in ("def f(x):\n    x = 3\n    return x + 1\n",  # read afterwards
+                   "def f(x):\n    unused = None\n    return locals()\n",  # names read dynamically
+                   "def f(x):\n    global g\n    g = 1\n    return x + 1\n",
+                   "def f(x):\n    x.y = 1\n    return x + 1\n", "def f(x):\n    unused = x\n    return x + 1\n"):
+        assert canonical(acting) != canonical(short), acting
+    assert canonical("def f(x):\n    pass\n") == "def _v0(_v1):\n    pass"
+
+
 def test_canonical_keeps_builtins_attributes_imports_and_unbound_globals():
     form = canonical("import math\ndef area(r):\n    return math.pi * r ** 2 + len(SCALE) + r.real\n")
     assert form is not None

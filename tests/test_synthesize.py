@@ -25,7 +25,8 @@ TRIPLE = "def f(x):\n    return 3 * x\n"
 TESTS = ["assert f(2) == 4", "assert f(4) == 16", "assert f(0) == 0"]
 CANDIDATES = [
     # kept: the honest cluster (2 solutions, 3 tests), not the wrong solution passing the wrong test
-    {"id": "square", "instruction": "square x", "entry_point": "f", "solutions": [TRIPLE, SQUARE, SQUARE_TOO],
+    {"id": "square", "instruction": "square x", "difficulty": "easy", "entry_point": "f",
+     "solutions": [TRIPLE, SQUARE, SQUARE_TOO],
      "tests": [*TESTS, "assert f(1) == 3"]},
     # kept: a wrong solution copied four times and its test three times still count once each (counted with
     # their copies, 3 x sqrt(4) would beat the honest 2 x sqrt(2))
@@ -79,7 +80,7 @@ def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_pat
     kept = {row["id"]: row for row in problems(output)}
     assert set(kept) == {"square", "stuffed"}
     assert kept["square"]["code"] == SQUARE and kept["square"]["inputs"] == ["2", "4", "0"]
-    assert kept["square"]["outputs"] == ["4", "16", "0"]
+    assert kept["square"]["outputs"] == ["4", "16", "0"] and kept["square"]["difficulty"] == "easy"
     assert kept["square"]["agreement"]["cluster_size"] == 2 and kept["square"]["agreement"]["tests_kept"] == 3
     assert kept["stuffed"]["inputs"] == ["2", "3"] and kept["stuffed"]["code"].endswith("x ** 3\n")
     seen = kept["stuffed"]["agreement"]

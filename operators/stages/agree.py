@@ -64,7 +64,7 @@ def candidate_row(base: dict[str, Any], candidates: CandidateSet, max_pairs: int
     """The work row of one candidate set, or a rejected one when no solution or no test is usable, or when it
     would run more than `max_pairs` programs."""
     row = {**base, "kind": "candidates", "id": candidates.problem_id, "instruction": candidates.instruction,
-           "concept": candidates.concept, "entry_point": candidates.entry_point,
+           "concept": candidates.concept, "difficulty": candidates.difficulty, "entry_point": candidates.entry_point,
            "solutions": list(candidates.solutions),
            "tests": list(candidates.tests), "agreement": _seen(candidates)}
     if not candidates.solutions or not candidates.tests:

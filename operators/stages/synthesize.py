@@ -89,10 +89,11 @@ class Generate(RowStage):
 
     def __init__(self, backend: str, model: str | None, sampling: Sampling, options: dict[str, Any],
                  concepts: int, instructions: int, solutions: int, test_generations: int,
-                 max_pairs: int = MAX_PAIRS) -> None:
+                 max_pairs: int = MAX_PAIRS, difficulties: tuple[str, ...] = prompts.DIFFICULTIES) -> None:
         self.engine = make_backend(backend, model, sampling, options)
         self.generator = f"{backend}:{model}"
         self.max_pairs = max_pairs
+        self.levels = tuple(difficulties)
         self.counts = {"concepts": concepts, "instructions": instructions, "solutions": solutions,
                        "test_generations": test_generations}
 
@@ -123,13 +124,14 @@ class Generate(RowStage):
 
     def _instructions(self, work: list[tuple[int, dict]], out: list[list[dict]]) -> list[tuple[int, dict]]:
         concepts = [(i, row) for i, row in work if row["kind"] == "concept"]
-        answers = self._ask([prompts.instructions_prompt(row["concept"], self.counts["instructions"])
+        answers = self._ask([prompts.instructions_prompt(row["concept"], self.counts["instructions"], self.levels)
                              for _, row in concepts])
         passed = [(i, row) for i, row in work if row["kind"] != "concept"]
         for (i, row), answer in zip(concepts, answers, strict=True):
-            found = [] if answer.error else prompts.parse_instructions(answer.text, self.counts["instructions"])
+            found = [] if answer.error else prompts.parse_instructions(answer.text, self.counts["instructions"],
+                                                                       self.levels)
             made = [_child(row, f"/i{k}", kind="instruction", instruction=task.text, signature=task.signature,
-                           entry_point=task.entry_point) for k, task in enumerate(found)]
+                           entry_point=task.entry_point, difficulty=task.difficulty) for k, task in enumerate(found)]
             passed += self._fan_out(i, row, answer, "instructions", made, out)
         return passed
 
@@ -140,7 +142,7 @@ class Generate(RowStage):
         n, m = self.counts["solutions"], self.counts["test_generations"]
         conversations = []
         for _, row in tasks:
-            task = prompts.Instruction(row["instruction"], row["signature"], row["entry_point"])
+            task = prompts.Instruction(row["instruction"], row["signature"], row["entry_point"], row["difficulty"])
             conversations += [prompts.solution_prompt(task, k) for k in range(n)]
             conversations += [prompts.tests_prompt(task, k) for k in range(m)]
         answers = iter(self._ask(conversations))
@@ -156,7 +158,8 @@ class Generate(RowStage):
                 counted["tokens", "out"] += answer.tokens_out
                 (solutions if k < n else tests).extend(parsed)
             candidates = candidate_set({"id": row["id"], "instruction": row["instruction"],
-                                        "concept": row.get("concept") or "", "entry_point": row["entry_point"],
+                                        "concept": row.get("concept") or "", "difficulty": row["difficulty"],
+                                        "entry_point": row["entry_point"],
                                         "solutions": solutions, "tests": tests})
             out[i].append(_with_counts(candidate_row(row, candidates, self.max_pairs), counted))
         return [(i, row) for i, row in work if row["kind"] != "instruction"]

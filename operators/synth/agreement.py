@@ -76,6 +76,7 @@ class CandidateSet:
     solutions_seen: int
     tests_seen: int
     dropped: Counter[str] = field(default_factory=Counter)  # why solutions or tests were set aside
+    difficulty: str = ""  # as the instruction was rated, when it was
 
     def families(self, threshold: float) -> list[int]:
         """For each solution, the first solution it near-duplicates (MinHash over code tokens, the dedup
@@ -130,7 +131,7 @@ def candidate_set(row: dict[str, Any]) -> CandidateSet:
              if not isinstance(row[key], list) or not all(isinstance(item, str) for item in row[key])]
     if lists:
         raise BadProblem("bad_field", f"candidates row: {' and '.join(repr(k) for k in lists)} must be lists of text")
-    texts = [key for key in ("instruction", "concept") if not isinstance(row.get(key) or "", str)]
+    texts = [key for key in ("instruction", "concept", "difficulty") if not isinstance(row.get(key) or "", str)]
     if texts:
         raise BadProblem("bad_field", f"candidates row: {' and '.join(repr(k) for k in texts)} must be text")
     dropped: Counter[str] = Counter()
@@ -139,7 +140,8 @@ def candidate_set(row: dict[str, Any]) -> CandidateSet:
     tests = _distinct(row["tests"], lambda test: _test_problem(test, entry_point),
                       lambda test: _calls(test, entry_point) or " ".join(test.split()), "test", dropped)
     return CandidateSet(str(row["id"]), entry_point, row.get("instruction") or "", row.get("concept") or "",
-                        tuple(solutions), tuple(tests), len(row["solutions"]), len(row["tests"]), dropped)
+                        tuple(solutions), tuple(tests), len(row["solutions"]), len(row["tests"]), dropped,
+                        row.get("difficulty") or "")
 
 
 def _distinct(texts: list[str], problem_of, key_of, kind: str, dropped: Counter[str]) -> list[str]:

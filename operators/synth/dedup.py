@@ -8,6 +8,8 @@ Two tests, on the code's canonical form (`canonical`: syntax tree without docstr
 
 Limits, stated plainly:
 - Only static analysis: nothing is executed, so two programs that compute the same thing differently are distinct.
+  Of dead code only the plainest padding is dropped (`pass`, a bare constant, a constant stored in a name nothing
+  reads); `if False:` blocks or unused computed values still make another syntax tree.
 - Code shorter than `min_tokens` is matched exactly only: distinct short functions share most or all of their
   shingles (`[x[n] for x in xs]` / `[xs[i] for i in n]`: all of them, once names are anonymised), so a
   near-duplicate test on them merges distinct problems.
@@ -40,7 +42,7 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
 _RENAMED = re.compile(r"\b_v\d+\b")
 # The MinHash permutations' seed: fixed, so that reruns and separate instances agree.
 SEED = 1
-DEDUP_VERSION = "dedup-1"  # in the synthesis fingerprint: what counts as a duplicate decides what is kept
+DEDUP_VERSION = "dedup-2"  # in the synthesis fingerprint: what counts as a duplicate decides what is kept
 
 
 @dataclass
@@ -137,7 +139,8 @@ class _Renamer(ast.NodeVisitor):
 
 
 def canonical(code: str) -> str | None:
-    """The code's syntax tree printed back (`ast.unparse`) without docstrings and with every name it binds
+    """The code's syntax tree printed back (`ast.unparse`) without docstrings, without statements that do
+    nothing (`_drop_no_ops`), and with every name it binds
     (functions, classes, parameters, locals, comprehension variables, its own globals) renamed in order of first
     appearance; None when the code does not parse. Two programs that differ only in names, layout, comments and
     docstrings give the same text. Keyword arguments keep their names, so renaming a parameter that a call passes
@@ -147,10 +150,41 @@ def canonical(code: str) -> str | None:
             warnings.simplefilter("ignore")
             ast.parse(code)  # normalise falls back to text for code that does not parse: refuse it here
             tree = ast.parse(normalise(code))
+        _drop_no_ops(tree)
         _Renamer(tree).visit(tree)
         return ast.unparse(tree)
     except (SyntaxError, ValueError, RecursionError):
         return None
+
+
+_DYNAMIC = {"locals", "vars", "globals", "eval", "exec", "__import__", "getattr"}  # names read without a Name node
+
+
+def _drop_no_ops(tree: ast.Module) -> None:
+    """Drop statements that cannot change what the code does: `pass`, an expression statement that is only a
+    constant, and an assignment of a constant to a name nothing reads (code that could read names dynamically,
+    with `locals()` or `eval`, is left alone). A body keeps at least one statement. Copies padded this way are
+    then one syntax tree."""
+    names = [node for node in ast.walk(tree) if isinstance(node, ast.Name)]
+    if any(node.id in _DYNAMIC for node in names) or any(isinstance(node, ast.Global | ast.Nonlocal)
+                                                          for node in ast.walk(tree)):
+        return
+    read = {node.id for node in names if isinstance(node.ctx, ast.Load)}
+    for node in ast.walk(tree):
+        for body_name in ("body", "orelse", "finalbody"):
+            body = getattr(node, body_name, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                kept = [statement for statement in body if not _no_op(statement, read)]
+                setattr(node, body_name, kept or body[:1])
+
+
+def _no_op(statement: ast.stmt, read: set[str]) -> bool:
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr):
+        return isinstance(statement.value, ast.Constant)
+    return isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
+        and all(isinstance(target, ast.Name) and target.id not in read for target in statement.targets)
 
 
 @dataclass(frozen=True)

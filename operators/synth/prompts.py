@@ -10,12 +10,14 @@ import ast
 import re
 from dataclasses import dataclass
 
-SYNTH_PROMPT_VERSION = "synth-prompts-1"
+SYNTH_PROMPT_VERSION = "synth-prompts-2"
 Conversation = list[dict[str, str]]
+DIFFICULTIES = ("easy", "medium", "hard")  # the levels instructions are asked for unless synth.difficulties says
 
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
-_TASK = re.compile(r"^\s*(?:\d+[.)]\s*)?\**task\**\s*:\s*(.+?)\s*^\s*\**signature\**\s*:\s*`*\s*(def .+?)`*\s*$",
+_TASK = re.compile(r"^\s*(?:\d+[.)]\s*)?\**task\**\s*:\**\s*(.+?)\s*^\s*\**signature\**\s*:\**\s*`*\s*(def .+?)`*\s*$",
                    re.IGNORECASE | re.MULTILINE | re.DOTALL)
+_DIFFICULTY = re.compile(r"^\s*\**difficulty\**\s*:\s*\**\s*([a-z-]+)", re.IGNORECASE | re.MULTILINE)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(.+?)\s*$")
 
 
@@ -24,6 +26,7 @@ class Instruction:
     text: str
     signature: str  # `def name(args):`
     entry_point: str
+    difficulty: str = ""  # one of the levels asked for, as the model rated the task; "" when it named none
 
 
 def _user(text: str) -> Conversation:
@@ -46,22 +49,28 @@ def parse_concepts(text: str, count: int) -> list[str]:
     return found[:count]
 
 
-def instructions_prompt(concept: str, count: int) -> Conversation:
-    return _user(f"Write {count} self-contained Python programming task(s) about: {concept}.\n"
-                 "Each task is one function that takes arguments and returns a value (no input(), no printing, no "
-                 "files, no randomness). For each task write exactly two lines:\n"
+def instructions_prompt(concept: str, count: int, levels: tuple[str, ...]) -> Conversation:
+    spread = f"spread over the levels {', '.join(levels)}" if count > 1 and len(levels) > 1 else levels[0]
+    return _user(f"Write {count} self-contained Python programming task(s) about: {concept}; difficulty: "
+                 f"{spread}.\nEach task is one function that takes arguments and returns a value (no input(), no "
+                 "printing, no files, no randomness). For each task write exactly three lines:\n"
                  "Task: <what the function must do, with an example>\n"
+                 f"Difficulty: <one of {', '.join(levels)}>\n"
                  "Signature: def <name>(<parameters>):")
 
 
-def parse_instructions(text: str, count: int) -> list[Instruction]:
-    """`Task:` / `Signature:` pairs whose signature is a valid function header, at most `count`."""
+def parse_instructions(text: str, count: int, levels: tuple[str, ...]) -> list[Instruction]:
+    """`Task:` / `Difficulty:` / `Signature:` triples whose signature is a valid function header, at most
+    `count`. A difficulty that is not one of `levels` is left empty, not guessed."""
     found: list[Instruction] = []
     for match in _TASK.finditer(text):
-        task, header = " ".join(match.group(1).split()), match.group(2).strip().rstrip(":") + ":"
+        task, header = match.group(1), match.group(2).strip().rstrip(":") + ":"
+        rated = _DIFFICULTY.search(task)
+        difficulty = rated.group(1).lower() if rated and rated.group(1).lower() in levels else ""
+        task = " ".join((task[:rated.start()] if rated else task).split())
         name = _function_name(header)
         if name and task:
-            found.append(Instruction(task[:2000], header, name))
+            found.append(Instruction(task[:2000], header, name, difficulty))
     return found[:count]
 
 
