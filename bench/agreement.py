@@ -20,7 +20,8 @@ what was kept, in the sandbox:
 - wrong-outputs: kept (input, expected output) pairs the MBPP solution does not reproduce (must be 0);
 - rejected, by stage:reason; and whether every row ended exactly once (kept or rejected).
 
-Prints one line per class, the totals and the seconds taken; exits 1 when a must-be-0 column is not 0.
+Prints one line per class, the totals and the seconds taken; exits 1 when a must-be-0 column is not 0,
+except in the classes of `UNDECIDABLE`, where no rule over a pass matrix can know better.
 """
 
 from __future__ import annotations
@@ -279,6 +280,12 @@ def candidate_rows(truth: Truth, sandbox: Sandbox) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------- judging what agreement kept
 
+# Classes whose kept-wrong solutions no agreement rule can avoid; counted in the table, not in the exit status.
+UNDECIDABLE = {
+    "tie_balanced_first": "kept wrong by design: the set asks for ties: first, and the wrong cluster comes first",
+    "no_honest_solution": "kept wrong by design: no correct solution is offered, and the wrong ones agree",
+}
+
 @dataclass
 class Tally:
     rows: int = 0
@@ -409,7 +416,11 @@ def main() -> int:
             print("  ", example)
     execute.sandbox.close()
     judge_box.close()
-    return 1 if total.kept_wrong or total.wrong_tests or total.wrong_outputs or total.crashed else 0
+    for name, why in UNDECIDABLE.items():
+        print(f"{name}: {why}")
+    decidable = [t for name, t in tallies.items() if name not in UNDECIDABLE]
+    failed = any(t.kept_wrong or t.wrong_tests or t.wrong_outputs for t in decidable) or total.crashed
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
