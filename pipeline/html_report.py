@@ -1,9 +1,10 @@
 """The run report as one self-contained HTML page (`runs/<run_id>.html`): charts drawn with matplotlib as inline
 SVG (text as paths, so no fonts, scripts or files are fetched), built from the run report JSON alone.
 
-Charts: the funnel, rejects by stage and reason, trace lengths, token counts, acceptance by narrator and
-direction, busy time per stage, and items and records over time. `tracecot report OUTPUT [--run ID]` rebuilds
-the page from `runs/<ID>.json`.
+Charts of a run: the funnel, rejects by stage and reason, trace lengths, token counts, acceptance by narrator and
+direction, busy time per stage, and items and records over time. Of a synthesis run (`tracecot synthesize`,
+`tracecot agree`): the funnel, rejects, the model's answers by kind and outcome, busy time, and items and kept
+problems over time. `tracecot report OUTPUT [--run ID]` rebuilds the page from `runs/<ID>.json`.
 """
 
 from __future__ import annotations
@@ -27,24 +28,15 @@ def write_html(location: Location, run_id: str, report: dict[str, Any]) -> None:
 
 
 def render(report: dict[str, Any]) -> str:
-    charts = [
-        ("funnel", "Funnel: items entering and leaving each stage", _funnel),
-        ("rejects", "Rejected items by stage and reason", _rejects),
-        ("trace-lengths", "Trace length of accepted records (steps, power-of-two buckets)",
-         partial(_histogram, measures=["trace_steps"], unit="trace steps")),
-        ("tokens", "Tokens per accepted record (64-token buckets)",
-         partial(_histogram, measures=["n_tokens", "n_completion_tokens"], unit="tokens",
-                 limit=report["config"].get("export", {}).get("max_tokens"))),
-        ("acceptance", "Acceptance by narrator and direction", _acceptance),
-        ("busy", "Busy time per stage (seconds, summed over actors)", _busy),
-        ("throughput", "Items and records over time", _timeline),
-    ]
+    synthesis = report["mode"] in ("agree", "synthesize")
+    charts = _synthesis_charts() if synthesis else _run_charts(report)
     figures = "\n".join(f'<figure class="chart" id="{key}"><figcaption>{html.escape(title)}</figcaption>'
                         f"{_chart(draw, report)}</figure>" for key, title, draw in charts)
-    summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary(report))
+    lines = _synthesis_summary(report) if synthesis else _summary(report)
+    summary = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>tracecot run {html.escape(report['run_id'])}</title>
+<title>tracecot {'synthesis' if synthesis else 'run'} {html.escape(report['run_id'])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 .charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1.5em; }}
@@ -53,7 +45,7 @@ figcaption {{ font-weight: 600; margin-bottom: 0.3em; }}
 figure.chart svg {{ width: 100%; height: auto; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow: auto; font-size: 12px; }}
 </style></head><body>
-<h1>tracecot run {html.escape(report['run_id'])}</h1>
+<h1>tracecot {'synthesis' if synthesis else 'run'} {html.escape(report['run_id'])}</h1>
 <ul>{summary}</ul>
 <div class="charts">
 {figures}
@@ -66,6 +58,34 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; font-size: 12px; }}
 """
 
 
+Chart = tuple[str, str, Callable[[Any, dict[str, Any]], None]]
+
+
+def _run_charts(report: dict[str, Any]) -> list[Chart]:
+    return [
+        ("funnel", "Funnel: items entering and leaving each stage", _funnel),
+        ("rejects", "Rejected items by stage and reason", _rejects),
+        ("trace-lengths", "Trace length of accepted records (steps, power-of-two buckets)",
+         partial(_histogram, measures=["trace_steps"], unit="trace steps")),
+        ("tokens", "Tokens per accepted record (64-token buckets)",
+         partial(_histogram, measures=["n_tokens", "n_completion_tokens"], unit="tokens",
+                 limit=report["config"].get("export", {}).get("max_tokens"))),
+        ("acceptance", "Acceptance by narrator and direction", _acceptance),
+        ("busy", "Busy time per stage (seconds, summed over actors)", _busy),
+        ("throughput", "Items and records over time", _timeline),
+    ]
+
+
+def _synthesis_charts() -> list[Chart]:
+    return [
+        ("funnel", "Funnel: items entering and leaving each stage", _funnel),
+        ("rejects", "Rejected items by stage and reason", _rejects),
+        ("generations", "Model answers by kind and outcome", _generations),
+        ("busy", "Busy time per stage (seconds, summed over actors)", _busy),
+        ("throughput", "Items and kept problems over time", partial(_timeline, kept="problems kept")),
+    ]
+
+
 def _summary(report: dict[str, Any]) -> list[str]:
     funnel = report["funnel"]
     return [
@@ -75,6 +95,19 @@ def _summary(report: dict[str, Any]) -> list[str]:
         f"{funnel['written_rejected']} rejected, {funnel['skipped_existing']} already in the output",
         f"fingerprint {report['fingerprint']}, tokenizer {report.get('tokenizer')}",
         f"records: {report['output']['records']}",
+    ]
+
+
+def _synthesis_summary(report: dict[str, Any]) -> list[str]:
+    funnel = report["funnel"]
+    answers = {kind: sum(outcomes.values()) for kind, outcomes in funnel.get("generations", {}).items()}
+    return [
+        f"{report['mode']} run, {report['status']}, started {report['started']}, {report['wall_s']} s",
+        f"{funnel['rows_read']} rows read, {funnel['items']} items: {funnel['written_records']} problems kept, "
+        f"{funnel['written_rejected']} rejected, {funnel['skipped_existing']} already in the output",
+        "model answers: " + (", ".join(f"{n} {kind}" for kind, n in answers.items()) or "none"),
+        f"fingerprint {report['fingerprint']}",
+        f"problems: {report['output']['problems']}",
     ]
 
 
@@ -166,13 +199,29 @@ def _busy(axes: Any, report: dict[str, Any]) -> None:
     axes.set_ylabel("seconds")
 
 
-def _timeline(axes: Any, report: dict[str, Any]) -> None:
+def _generations(axes: Any, report: dict[str, Any]) -> None:
+    generations = report["funnel"].get("generations", {})
+    if not generations:
+        _empty(axes, "no model answers (agree, or nothing new to synthesise)")
+        return
+    kinds = list(generations)
+    bottom = [0] * len(kinds)
+    for outcome, colour in (("used", _COLOURS["accepted"]), ("unparseable", _COLOURS["other"]),
+                            ("error", _COLOURS["rejected"])):
+        counts = [generations[kind].get(outcome, 0) for kind in kinds]
+        axes.bar(kinds, counts, bottom=bottom, label=outcome, color=colour)
+        bottom = [b + n for b, n in zip(bottom, counts, strict=True)]
+    axes.set_ylabel("answers")
+    axes.legend()
+
+
+def _timeline(axes: Any, report: dict[str, Any], kept: str = "records written") -> None:
     timeline = report.get("timeline") or []
     if len(timeline) < 2:
         _empty(axes, "no work ran (everything was already in the output)")
         return
     seconds, items, records = zip(*timeline, strict=True)
     axes.plot(seconds, items, label="items finished", color=_COLOURS["out"], marker=".")
-    axes.plot(seconds, records, label="records written", color=_COLOURS["accepted"], marker=".")
+    axes.plot(seconds, records, label=kept, color=_COLOURS["accepted"], marker=".")
     axes.set_xlabel("seconds since the start")
     axes.legend()

@@ -28,6 +28,7 @@ from operators.stages.synthesize import Generate, ParseSeeds
 from pipeline.config import NarratorConfig, RunConfig
 from pipeline.decontaminate import read_benchmarks
 from pipeline.graph import drain, start_ray, stderr_to_log, stop_ray, through
+from pipeline.html_report import write_html
 from pipeline.report import Funnel, Progress, stage_timings, versions, write_report
 from pipeline.sources import input_files, read_problems
 from pipeline.stages import LINES_PER_BATCH, SINK_BATCH, Step, limits
@@ -135,10 +136,13 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None) -> dict[
         "wall_s": round(time.time() - started, 3), "fingerprint": config.synth_fingerprint(mode == "synthesize"),
         "config": config.as_dict(), "versions": versions(), "funnel": funnel.as_dict(),
         "stage_busy_s": stage_timings(funnel, STAGES[mode]), "already_done_at_start": already,
+        "timeline": progress.timeline,
         "output": {"problems": output.uri_of(PROBLEMS), "rejected": output.uri_of("rejected"),
-                   "report": output.uri_of("runs", f"{run_id}.json"), "log": output.uri_of("runs", f"{run_id}.log")},
+                   "report": output.uri_of("runs", f"{run_id}.json"), "html": output.uri_of("runs", f"{run_id}.html"),
+                   "log": output.uri_of("runs", f"{run_id}.log")},
     }
     write_report(output, run_id, report)
+    write_html(output, run_id, report)
     report["summary"] = funnel.summary_lines()
     return report
 

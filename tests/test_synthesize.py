@@ -92,6 +92,9 @@ def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_pat
                        "no-tests-key": ("ingest", "missing_field"), None: ("ingest", "malformed_json"),
                        "renamed": ("dedup", "duplicate")}
 
+    page = (output / "runs" / f"{report['run_id']}.html").read_text()
+    assert page.count('<figure class="chart"') == 5 and "2 problems kept, 7 rejected" in page
+
     again = run_synth("agree", input=str(source), output=str(output))
     assert again["funnel"]["skipped_existing"] == len(CANDIDATES) + 1 and again["funnel"]["written_records"] == 0
 
@@ -136,6 +139,7 @@ def test_synthesize_with_smollm2_accounts_for_every_answer(local_ray, smollm2, t
                 "synth.concepts": 2, "synth.solutions": 2, "synth.test_generations": 1}
     report = run_synth("synthesize", input=str(seeds), output=str(output), **settings)
     check_synthesis(report, output, 2, 1)
+    assert "model answers: 1 concepts" in (output / "runs" / f"{report['run_id']}.html").read_text()
     again = run_synth("synthesize", input=str(seeds), output=str(output), **settings)
     assert again["funnel"]["skipped_existing"] == len(SEEDS) and "generations" not in again["funnel"]
     traced = run_job(input=str(output / "problems"), output=str(tmp_path / "traced"), directions="forward")
