@@ -7,10 +7,12 @@ For each MBPP function (`code`), copies made by one transform each:
   reformat   printed back by ast.unparse, indented by 2 spaces, a blank line after every statement line
   comments   a docstring in every function and a comment line before every statement line
   all_exact  rename + comments + reformat together
-  dead       an unused assignment inserted as the first statement of the first function (or of the module)
+  dead       an unused constant (`unused_marker = None`) inserted as the first statement of the first function
+             (or of the module): padding `canonical` drops, so an exact duplicate
+  computed   an unused computed value (`unused_marker = len(str(0))`) inserted the same way: not dropped
   constant   the first integer constant changed by one (functions without one are left out)
-The first four must be exact duplicates; `dead` and `constant` are near-duplicates, which the near test can only
-catch from `min_tokens` on (recall is shown for those too).
+The first five must be exact duplicates; `computed` and `constant` are near-duplicates, which the near test can
+only catch from `min_tokens` on (recall is shown for those too).
 
 Recall: a Deduplicator is given the originals (`seen`), then each copy is checked; a copy counts as caught when
 flagged against its own original or an original with the same canonical form (MBPP repeats some functions); a
@@ -28,6 +30,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from operators.synth.dedup import Deduplicator, canonical
@@ -91,10 +94,10 @@ def all_exact(code: str) -> str:
     return reformat(comments(rename(code)))
 
 
-def dead(code: str) -> str:
+def inserted(statement: str, code: str) -> str:
     tree = ast.parse(code)
     first = next((node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)), tree)
-    first.body.insert(0, ast.parse("unused_marker = None").body[0])
+    first.body.insert(0, ast.parse(statement).body[0])
     return ast.unparse(tree)
 
 
@@ -108,7 +111,8 @@ def constant(code: str) -> str | None:
 
 
 TRANSFORMS: dict[str, Callable[[str], str | None]] = {
-    "rename": rename, "reformat": reformat, "comments": comments, "all_exact": all_exact, "dead": dead,
+    "rename": rename, "reformat": reformat, "comments": comments, "all_exact": all_exact,
+    "dead": partial(inserted, "unused_marker = None"), "computed": partial(inserted, "unused_marker = len(str(0))"),
     "constant": constant}
 
 
