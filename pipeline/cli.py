@@ -84,9 +84,9 @@ def parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--narrator", choices=cfg.NARRATORS[1:], help="the model backend, set up as for run's "
                             "model narrators (default: transformers)")
     synthesize.add_argument("--model", help="model id or path (default: smollm2-135m)")
-    synthesize.add_argument("--trace", action="store_true", help="then trace the kept problems into OUTPUT/traced "
-                            "(tracecot run, same config), in the same job")
     for command in (agree, synthesize):
+        command.add_argument("--trace", action="store_true", help="then trace the kept problems into OUTPUT/traced "
+                             "(tracecot run with the template narrator, same config), in the same Ray session")
         command.add_argument("--output", required=True, help="output path or s3://bucket/prefix: problems/ (the "
                              "generic input format, which tracecot run reads), rejected/, runs/")
         command.add_argument("--config", help="YAML config (synth, sandbox, decontam, storage, ray, narrator settings)")
@@ -289,16 +289,37 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _synthesize(args: argparse.Namespace) -> int:
-    """`tracecot agree` and `tracecot synthesize` (with `--trace`, then `tracecot run` on what was kept)."""
+    """`tracecot agree` and `tracecot synthesize` (with `--trace`, then `tracecot run` on what was kept, in the
+    same Ray session)."""
     config = _config(args)
     if args.command == "synthesize" and not config.narrator.is_model:
         raise cfg.ConfigError("synthesize needs a model backend: narrator.name transformers, vllm or openai")
     from pipeline import synthesize
+    from pipeline.graph import run, start_ray, stop_ray
 
-    report = synthesize.run(config, mode=args.command)
+    trace = args.trace
+    ray_started = trace and start_ray(config.ray.address)  # one session for both: Ray starts once
+    try:
+        code = _report_synthesis(args, config, synthesize.run(config, mode=args.command))
+        if code or not trace or not synthesize.holds_problems(config):
+            return code
+        traced = synthesize.tracing_config(config)
+        print(f"tracecot: tracing the kept problems into {traced.output}", file=sys.stderr)
+        for line in run(traced)["summary"]:
+            print(line)
+        return 0
+    finally:
+        if ray_started:
+            stop_ray()
+
+
+def _report_synthesis(args: argparse.Namespace, config: cfg.RunConfig, report: dict) -> int:
+    """Print what a synthesis run did; its exit code (an interrupted run, or nothing kept, is not 0)."""
+    from pipeline import synthesize
+
     for line in report["summary"]:
         print(line)
-    for name in ("problems", "rejected", "report", "log"):
+    for name in ("problems", "rejected", "report", "html", "log"):
         print(f"{name + ':':9} {report['output'][name]}")
     funnel = report["funnel"]
     print(f"wall time {report['wall_s']:.1f}s, {funnel['written_records']} problems kept")
@@ -307,19 +328,10 @@ def _synthesize(args: argparse.Namespace) -> int:
               "rejected rows written before the stop are kept; run the same command again to do the rest",
               file=sys.stderr)
         return 130
-    if not synthesize.holds_problems(config):
-        if funnel["rows_read"] and not args.allow_empty:
-            print(f"tracecot: no problems: every one of {funnel['items']} items was rejected (see the funnel above "
-                  "and rejected/); --allow-empty makes this exit 0", file=sys.stderr)
-            return EXIT_EMPTY
-        return 0
-    if getattr(args, "trace", False):
-        traced = synthesize.tracing_config(config)
-        print(f"tracecot: tracing the kept problems into {traced.output}", file=sys.stderr)
-        from pipeline.graph import run
-
-        for line in run(traced)["summary"]:
-            print(line)
+    if funnel["rows_read"] and not args.allow_empty and not synthesize.holds_problems(config):
+        print(f"tracecot: no problems: every one of {funnel['items']} items was rejected (see the funnel above "
+              "and rejected/); --allow-empty makes this exit 0", file=sys.stderr)
+        return EXIT_EMPTY
     return 0
 
 

@@ -15,6 +15,7 @@ from operators.llm.backends import Sampling, TransformersBackend
 from operators.records import PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA
 from pipeline import config as cfg
 from pipeline import synthesize
+from pipeline.cli import main
 from pipeline.report import Progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -72,7 +73,7 @@ def accounted(report: dict, rows_in: int) -> None:
         assert stage["in"] == stage["out"] + stage["rejected"]
 
 
-def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_path):
+def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_path, capsys):
     source = write_lines(tmp_path / "candidates.jsonl", [*CANDIDATES, "{not json"])
     output = tmp_path / "out"
     report = run_synth("agree", input=str(source), output=str(output))
@@ -98,9 +99,12 @@ def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_pat
     again = run_synth("agree", input=str(source), output=str(output))
     assert again["funnel"]["skipped_existing"] == len(CANDIDATES) + 1 and again["funnel"]["written_records"] == 0
 
-    traced = run_job(input=str(output / "problems"), output=str(tmp_path / "traced"), directions="forward")
-    assert traced["funnel"]["written_records"] == 5
-    assert {r["problem_id"] for r in read(tmp_path / "traced", "records").to_pylist()} == {"square", "stuffed"}
+    # --trace: the kept problems traced into OUTPUT/traced by the same command, in one Ray session
+    assert main(["agree", "--input", str(source), "--output", str(output), "--trace",
+                 "--set", "directions=forward"]) == 0
+    assert "tracing the kept problems" in capsys.readouterr().err
+    assert {r["problem_id"] for r in read(output / "traced", "records").to_pylist()} == {"square", "stuffed"}
+    assert len(read(output / "traced", "records")) == 5
 
 
 def test_agree_flags_a_benchmark_copy(local_ray, tmp_path):
