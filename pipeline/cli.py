@@ -294,13 +294,15 @@ def _synthesize(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.command == "synthesize" and not config.narrator.is_model:
         raise cfg.ConfigError("synthesize needs a model backend: narrator.name transformers, vllm or openai")
+    import ray
+
     from pipeline import synthesize
-    from pipeline.graph import run, start_ray, stop_ray
+    from pipeline.graph import run, stop_ray
 
     trace = args.trace
-    ray_started = trace and start_ray(config.ray.address)  # one session for both: Ray starts once
+    owned = trace and not ray.is_initialized()  # the synthesis run starts Ray and leaves it up for the tracing
     try:
-        code = _report_synthesis(args, config, synthesize.run(config, mode=args.command))
+        code = _report_synthesis(args, config, synthesize.run(config, mode=args.command, keep_ray=trace))
         if code or not trace or not synthesize.holds_problems(config):
             return code
         traced = synthesize.tracing_config(config)
@@ -309,7 +311,7 @@ def _synthesize(args: argparse.Namespace) -> int:
             print(line)
         return 0
     finally:
-        if ray_started:
+        if owned and ray.is_initialized():
             stop_ray()
 
 

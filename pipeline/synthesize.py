@@ -103,8 +103,9 @@ def generate_step(config: RunConfig) -> Step:
         resources={actors.resource: 1.0} if actors.resource else {}, tasks_in_flight=actors.batches_in_flight)
 
 
-def run(config: RunConfig, mode: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Run `agree` or `synthesize` as described by `config`; returns the report (also in `runs/<id>.json`)."""
+def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray: bool = False) -> dict[str, Any]:
+    """Run `agree` or `synthesize` as described by `config`; returns the report (also in `runs/<id>.json`).
+    `keep_ray` leaves a Ray this run started running, for a next step in the same session (`--trace`)."""
     from pipeline.graph import new_run_id
 
     run_id = new_run_id()
@@ -127,7 +128,7 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None) -> dict[
         except KeyboardInterrupt:
             status = "interrupted"
         finally:
-            if ray_started:
+            if ray_started and not keep_ray:
                 stop_ray()
     progress.update(funnel, force=True, quiet=True)
     report = {
