@@ -118,6 +118,8 @@ PROBLEM_SCHEMA = pa.schema([
     ("instruction", pa.string()),
     ("concept", pa.string()),
     ("difficulty", pa.string()),  # as the instruction was rated (synth.difficulties), "" when it was not
+    ("solutions", pa.list_(pa.string())),  # kept: the top cluster's solutions (the first is `code`)
+    ("tests", pa.list_(pa.string())),  # kept: the tests they pass (rejected: every distinct candidate)
     ("generator", pa.string()),  # the model that wrote the candidates, or "input" for `tracecot agree`
     ("agreement", AGREEMENT),
     ("isolation", pa.list_(pa.string())),
@@ -133,8 +135,6 @@ SYNTH_REJECT_SCHEMA = pa.schema([
     ("reason", pa.string()),
     ("message", pa.string()),
     ("raw", pa.string()),
-    ("solutions", pa.list_(pa.string())),
-    ("tests", pa.list_(pa.string())),
     *[field for field in PROBLEM_SCHEMA if field.name not in ("record_id", "id", "source")],
 ])
 SYNTH_KINDS = ("seed", "concept", "instruction", "function", "candidates")

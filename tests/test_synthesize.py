@@ -83,6 +83,7 @@ def test_agree_keeps_exactly_the_top_clusters_and_their_tests(local_ray, tmp_pat
     assert kept["square"]["code"] == SQUARE and kept["square"]["inputs"] == ["2", "4", "0"]
     assert kept["square"]["outputs"] == ["4", "16", "0"] and kept["square"]["difficulty"] == "easy"
     assert kept["square"]["agreement"]["cluster_size"] == 2 and kept["square"]["agreement"]["tests_kept"] == 3
+    assert kept["square"]["solutions"] == [SQUARE, SQUARE_TOO] and kept["square"]["tests"] == TESTS
     assert kept["stuffed"]["inputs"] == ["2", "3"] and kept["stuffed"]["code"].endswith("x ** 3\n")
     seen = kept["stuffed"]["agreement"]
     assert (seen["solutions_seen"], seen["solutions_distinct"], seen["tests_seen"], seen["tests_distinct"]) == \

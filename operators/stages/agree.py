@@ -155,7 +155,8 @@ class Agree(RowStage):
         except BadProblem as err:
             return [reject({**row, "agreement": summary}, "agree", err.reason, str(err))]
         return [{**row, "agreement": summary, "code": problem.code, "inputs": problem.inputs,
-                 "outputs": problem.outputs}]
+                 "outputs": problem.outputs, "solutions": [row["solutions"][s] for s in cluster.solutions],
+                 "tests": [row["tests"][t] for t in cluster.tests]}]
 
 
 class Dedup(RowStage):
