@@ -93,8 +93,8 @@ WORK_SCHEMA = pa.schema([
 
 # Problem synthesis (`tracecot agree`, `tracecot synthesize`): what dual agreement saw and decided.
 AGREEMENT = pa.struct([
-    ("score", pa.float64()),  # |tests passed| × sqrt(|cluster|), duplicates counted once (operators/synth/agreement.py)
-    ("cluster_size", pa.int32()),
+    ("score", pa.float64()),  # |tests passed| × sqrt(votes), near-duplicates one vote (operators/synth/agreement.py)
+    ("cluster_size", pa.int32()),  # votes: the top cluster's solutions, near-duplicates once
     ("clusters", pa.int32()),
     ("solutions_seen", pa.int32()),
     ("solutions_distinct", pa.int32()),
