@@ -3,6 +3,11 @@
     seeds (texts, concepts or bare functions) → generate (concepts → instructions → solutions and tests;
     or input proposals for a bare function) → then the stages of `operators/stages/agree.py`
 
+The model's steps are one stage on purpose: as separate Ray Data stages each would hold its own copy of the
+model (a vLLM engine per GPU, or a transformers model per CPU actor), for steps that each use it briefly;
+inside the stage every step is its own method (`Generate._concepts`, `_instructions`, `_candidates`,
+`_proposals`), and a step sends all of a batch's prompts to the engine at once.
+
 Every model answer is counted on the row made from it (`generations`: kind, outcome, count), so the report
 accounts for each one: used, unparseable, or failed. Candidate sets keep their instruction's id (`<seed
 id>/c<k>/i<j>`): answers are matched to the request that asked for them, never by position in a batch.
