@@ -20,7 +20,7 @@ from operators.ingest.decontam import parse_against
 from operators.ingest.formats import FORMATS as INPUT_FORMATS
 from operators.llm.models import DEFAULT_MODEL
 from operators.sandbox.client import DEFAULT_REQUIRED, LAYERS
-from operators.synth.agreement import AGREEMENT_VERSION, MAX_PAIRS, TIES
+from operators.synth.agreement import AGREEMENT_VERSION, MAX_PAIRS, ROW_SECONDS, TIES
 from operators.synth.dedup import DEDUP_VERSION
 from operators.synth.inputs import PROMPT_VERSION as INPUTS_PROMPT_VERSION
 from operators.synth.prompts import DIFFICULTIES, SYNTH_PROMPT_VERSION
@@ -168,6 +168,7 @@ class SynthConfig:
     ties: str = "reject"  # two clusters sharing the top score: reject the set, or keep the earliest ("first")
     dedup_threshold: float = 0.8  # MinHash Jaccard over code tokens at or above which two problems are one
     max_pairs: int = MAX_PAIRS  # a candidate set running more (solution, test) programs is rejected (too_large)
+    max_row_seconds: float = ROW_SECONDS  # a candidate set whose programs run longer is stopped (too_slow)
     concepts: int = 4  # concepts asked for per seed text
     instructions: int = 1  # instructions per concept
     solutions: int = 4  # candidate solutions per instruction, one generation each
@@ -356,6 +357,7 @@ def validate(config: RunConfig) -> None:
         (config.synth.min_tests >= 1, "synth.min_tests must be at least 1"),
         (config.synth.min_solutions >= 1, "synth.min_solutions must be at least 1"),
         (config.synth.max_pairs >= 1, "synth.max_pairs must be at least 1"),
+        (config.synth.max_row_seconds > 0, "synth.max_row_seconds must be positive"),
         (0 < config.synth.dedup_threshold <= 1, "synth.dedup_threshold must be in (0, 1]"),
         (min(config.synth.concepts, config.synth.instructions, config.synth.solutions,
              config.synth.test_generations) >= 1,

@@ -76,7 +76,8 @@ def steps(config: RunConfig, mode: str, source: str, done: DoneIndex) -> list[St
                  generate_step(config)]
     return [*first,
             # a candidate set is n x m programs: smaller batches keep the pool's actors evenly busy
-            Step(ExecutePairs, sandbox, max(1, config.ray.batch_size // 4), pool, resources=on_executors),
+            Step(ExecutePairs, {**sandbox, "row_seconds": synth.max_row_seconds}, max(1, config.ray.batch_size // 4),
+                 pool, resources=on_executors),
             Step(Agree, {"min_tests": synth.min_tests, "min_solutions": synth.min_solutions, "ties": synth.ties,
                          "near_duplicate": synth.dedup_threshold}, LINES_PER_BATCH),
             Step(Dedup, {"threshold": synth.dedup_threshold,

@@ -231,3 +231,97 @@ def test_near_copies_of_a_wrong_solution_vote_once():
     passed = [[True, True, False, False]] * 4 + [[False, False, True, True]] * 2
     assert agree(passed).kept.solutions == (0, 1, 2, 3)  # 2 x sqrt(4) against 2 x sqrt(2)
     assert agree(passed, families=families).kept.solutions == (4, 5)  # 2 x 1 against 2 x sqrt(2)
+
+
+def decide(row: dict, **execute) -> dict:
+    """One candidates row through the sandbox stage and agreement, in-process."""
+    executed = ExecutePairs(Limits(timeout_s=1.0), **execute).process_rows([candidate_row({"record_id": "r"},
+                                                                                          candidate_set(row))])[0][0]
+    return Agree().process(executed)[0] if executed.get("reason") is None else executed
+
+
+IS_EVEN = ["def is_even(n):\n    return n % 2 == 0\n", "def is_even(n):\n    return not (n % 2)\n",
+           "def is_even(n):\n    return (n & 1) == 0\n", "def is_even(n):\n    return n % 2 == 1\n"]
+HYP_TESTS = ["assert math.isclose(hyp(3, 4), 5.0)", "assert math.isclose(hyp(1, 1), 1.4142135623730951)",
+             "assert math.isclose(hyp(0, 2), 2.0)"]
+
+
+@pytest.mark.parametrize("row, code, tests", [
+    # tests with the same call but another check are two tests (`is True` / `is False`)
+    ({"id": "p", "entry_point": "is_even", "solutions": IS_EVEN,
+      "tests": ["assert is_even(3) is True", "assert is_even(4) is False", "assert is_even(3) is False",
+                "assert is_even(4) is True"]},
+     IS_EVEN[0], ["assert is_even(3) is False", "assert is_even(4) is True"]),
+    # one wrong test spelled four ways (spacing, trailing comma) is one vote
+    ({"id": "p", "entry_point": "total",
+      "solutions": ["def total(xs):\n    return sum(xs)\n",
+                    "def total(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
+                    "def total(xs):\n    return sum(xs) + (1 if xs == [1, 2] else 0)\n"],
+      "tests": ["assert total([3]) == 3", "assert total([]) == 0", "assert total([1, 2]) == 3",
+                "assert total([1,2]) == 4", "assert total([1, 2]) == 4", "assert total([1 ,2]) == 4",
+                "assert total([1,2,]) == 4"]},
+     "def total(xs):\n    return sum(xs)\n", ["assert total([3]) == 3", "assert total([]) == 0",
+                                               "assert total([1, 2]) == 3"]),
+    # class constants are not padding: two solutions differing in one are two
+    ({"id": "p", "entry_point": "pay",
+      "solutions": ["class Rates:\n    base = 10\n    bonus = 4\n\ndef pay(hours):\n    return hours * Rates.base + "
+                    "Rates.bonus\n", "class Rates:\n    base = 10\n    bonus = 5\n\ndef pay(hours):\n    return hours"
+                    " * Rates.base + Rates.bonus\n"],
+      "tests": ["assert pay(1) == 15", "assert pay(2) == 25", "assert pay(0) == 5", "assert pay(3) == 34"]},
+     "class Rates:\n    base = 10\n    bonus = 5\n\ndef pay(hours):\n    return hours * Rates.base + Rates.bonus\n",
+     ["assert pay(1) == 15", "assert pay(2) == 25", "assert pay(0) == 5"]),
+    # a dict built from a set is ordered by the hash seed, but equal under every seed: it passes
+    ({"id": "p", "entry_point": "char_freq",
+      "solutions": ["def char_freq(s):\n    return {c: s.count(c) for c in set(s)}\n",
+                    "def char_freq(s):\n    return dict((c, s.count(c)) for c in set(s))\n",
+                    "def char_freq(s):\n    d = {}\n    for c in s.replace(' ', ''):\n        d[c] = d.get(c, 0) + 1\n"
+                    "    return d\n"],
+      "tests": ["assert char_freq('hello') == {'h': 1, 'e': 1, 'l': 2, 'o': 1}", "assert char_freq('') == {}",
+                "assert char_freq('a b') == {'a': 1, ' ': 1, 'b': 1}"]},
+     "def char_freq(s):\n    return {c: s.count(c) for c in set(s)}\n",
+     ["assert char_freq('hello') == {'h': 1, 'e': 1, 'l': 2, 'o': 1}", "assert char_freq('') == {}",
+      "assert char_freq('a b') == {'a': 1, ' ': 1, 'b': 1}"]),
+    # a `__main__` block that reads stdin does not run under any test
+    ({"id": "p", "entry_point": "sq",
+      "solutions": ["def sq(x):\n    return x * x\n\nif __name__ == '__main__':\n    print(sq(int(input())))\n",
+                    "def sq(x):\n    return x ** 2\n\nif __name__ == '__main__':\n    print(sq(int(input())))\n",
+                    "def sq(x):\n    return x * x + (x == 7)\n"],
+      "tests": ["assert sq(3) == 9", "assert sq(-2) > 0", "assert sq(7) is not None", "assert sq(7) == 50"]},
+     "def sq(x):\n    return x * x\n\nif __name__ == '__main__':\n    print(sq(int(input())))\n",
+     ["assert sq(3) == 9", "assert sq(-2) > 0", "assert sq(7) is not None"]),
+    # a module the test names is imported for the test, not for the solutions
+    ({"id": "p", "entry_point": "hyp",
+      "solutions": ["def hyp(a, b):\n    return (a * a + b * b) ** 0.5\n",
+                    "def hyp(a, b):\n    total = a ** 2 + b ** 2\n    return total ** 0.5\n",
+                    "import math\n\ndef hyp(a, b):\n    return math.hypot(a, b) + (a == 0)\n",
+                    "def hyp(a, b):\n    return math.sqrt(a * a + b * b)\n"], "tests": HYP_TESTS},
+     "def hyp(a, b):\n    return (a * a + b * b) ** 0.5\n", HYP_TESTS),
+])
+def test_found_by_the_second_review(row, code, tests):
+    kept = decide(row)
+    assert kept.get("reason") is None, kept.get("message")
+    assert kept["code"] == code and kept["tests"] == tests
+
+
+def test_a_solution_must_define_its_entry_point_with_def():
+    candidates = candidate_set({"id": "p", "entry_point": "factorial", "tests": ["assert factorial(3) == 6"],
+                                "solutions": ["from math import factorial\n", "factorial = lambda n: 1\n",
+                                              "def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n"]})
+    assert len(candidates.solutions) == 1 and candidates.dropped == {"solution_no_entry_point": 2}
+
+
+def test_inputs_are_literal_calls_and_a_later_test_supplies_the_expected_output():
+    candidates = candidate_set({"id": "p", "entry_point": "f", "solutions": ["def f(n):\n    return list(range(n))\n"],
+                                "tests": ["assert len(f(5)) == 5", "assert f(5) == [0, 1, 2, 3, 4]",
+                                          "assert [f(i) for i in range(3)] == [[], [0], [0, 1]]",
+                                          "assert f(float('inf')) is None or True", "assert f(n=2) == [0, 1]"]})
+    problem = kept_problem(candidates, Cluster((0,), tuple(range(len(candidates.tests))), 1))
+    assert problem.inputs == ["5", "n=2"] and problem.outputs == ["[0, 1, 2, 3, 4]", "[0, 1]"]
+
+
+def test_a_row_running_past_its_time_budget_is_stopped_as_too_slow():
+    slow = "import time\ndef f(x):\n    time.sleep(0.2)\n    return x * x\n"
+    row = {"id": "p", "entry_point": "f", "solutions": [slow, SQUARE, TRIPLE], "tests": TESTS}
+    stopped = decide(row, row_seconds=0.1)
+    assert stopped["reason"] == "too_slow" and stopped["stage"] == "execute"
+    assert decide(row, row_seconds=60)["code"] == slow

@@ -87,8 +87,11 @@ def test_plain_padding_is_dropped_and_anything_that_may_act_is_kept():
     for acting in ("def f(x):\n    x = 3\n    return x + 1\n",  # read afterwards
                    "def f(x):\n    unused = None\n    return locals()\n",  # names read dynamically
                    "def f(x):\n    global g\n    g = 1\n    return x + 1\n",
-                   "def f(x):\n    x.y = 1\n    return x + 1\n", "def f(x):\n    unused = x\n    return x + 1\n"):
+                   "def f(x):\n    x.y = 1\n    return x + 1\n", "def f(x):\n    unused = x\n    return x + 1\n",
+                   "LIMIT = 5\ndef f(x):\n    return x + 1\n",  # a module's names can be read from outside
+                   "class C:\n    BASE = 5\n    def f(self, x):\n        return x + self.BASE\n"):
         assert canonical(acting) != canonical(short), acting
+    assert canonical("class C:\n    BASE = 4\n") != canonical("class C:\n    BASE = 5\n")
     assert canonical("def f(x):\n    pass\n") == "def _v0(_v1):\n    pass"
 
 

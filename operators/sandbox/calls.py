@@ -147,10 +147,13 @@ def warm_up() -> None:
 
 
 def run_program(job: dict[str, Any]) -> dict[str, Any]:
-    """Execute a whole program (a benchmark's checker: code plus asserts); ok when it raises nothing."""
+    """Execute a whole program (a benchmark's checker: code plus asserts); ok when it raises nothing. It runs as
+    the module `job["module"]` (default `__main__`; another name skips the code's `if __name__ == "__main__":`
+    block)."""
     sys.stdout = sys.stderr = _CappedText(job.get("max_stdout", 10_000))
     try:
-        exec(_compiled(job["code"], "<program>"), {"__name__": "__main__", "__builtins__": builtins})
+        namespace = {"__name__": job.get("module", "__main__"), "__builtins__": builtins}
+        exec(_compiled(job["code"], "<program>"), namespace)
     except (Exception, SystemExit) as exc:
         return {"outcome": _failure_outcome(exc), "exc_type": type(exc).__name__, "message": str(exc)[:300]}
     return {"outcome": "sandbox_violation" if isolation.violations else "ok"}

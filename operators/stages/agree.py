@@ -11,6 +11,7 @@ problem in the generic input format, or as a rejected row with a reason.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Container
 from typing import Any
 
@@ -21,7 +22,16 @@ from operators.sandbox.client import Limits, Sandbox
 from operators.stages.base import Placement, RowStage, guarded
 from operators.stages.ingest import LineParser
 from operators.synth import inputs
-from operators.synth.agreement import MAX_PAIRS, CandidateSet, agree, candidate_set, kept_problem, pair_job, passes
+from operators.synth.agreement import (
+    MAX_PAIRS,
+    ROW_SECONDS,
+    CandidateSet,
+    agree,
+    candidate_set,
+    kept_problem,
+    pair_job,
+    passes,
+)
 from operators.synth.dedup import Deduplicator
 
 
@@ -99,23 +109,34 @@ class ExecutePairs(RowStage):
     placement = Placement(cpus=0.5, on_executor_nodes=True)
     schema = SYNTH_WORK_SCHEMA
 
-    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = (), inputs_wanted: int = 3) -> None:
+    def __init__(self, limits: Limits | None = None, require: tuple[str, ...] = (), inputs_wanted: int = 3,
+                 row_seconds: float = ROW_SECONDS) -> None:
         self.sandbox = Sandbox(limits, require)
         self.isolation = [layer for layer, active in self.sandbox.isolation.items() if active]
         self.inputs_wanted = inputs_wanted
+        self.row_seconds = row_seconds
 
     def wants(self, row: dict[str, Any]) -> bool:
         return row.get("kind") in ("candidates", "function")
 
     def process_rows(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        sets = [row for row in rows if row["kind"] == "candidates"]
-        jobs = [pair_job(solution, test, row["entry_point"])
-                for row in sets for solution in row["solutions"] for test in row["tests"]]
-        results = iter(self.sandbox.run_many(jobs))
-        passed = {id(row): [[passes(next(results), test, row["entry_point"]) for test in row["tests"]]
-                            for _ in row["solutions"]] for row in sets}
-        return [[{**row, "passed": passed[id(row)], "isolation": self.isolation}] if row["kind"] == "candidates"
-                else guarded(self.name, row, lambda row=row: self._find_inputs(row)) for row in rows]
+        return [guarded(self.name, row, lambda row=row: self._run_pairs(row) if row["kind"] == "candidates"
+                        else self._find_inputs(row)) for row in rows]
+
+    def _run_pairs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pass matrix, one solution's tests at a time; a row still running after `row_seconds` stops
+        there (`too_slow`): `max_pairs` bounds how many programs a row runs, this how long they take."""
+        started = time.monotonic()
+        entry_point, tests = row["entry_point"], row["tests"]
+        passed: list[list[bool]] = []
+        row = {**row, "isolation": self.isolation}
+        for number, solution in enumerate(row["solutions"]):
+            if time.monotonic() - started > self.row_seconds:
+                return [reject(row, "execute", "too_slow", f"{number} of {len(row['solutions'])} solutions ran "
+                               f"against every test in {self.row_seconds:g} s (synth.max_row_seconds)")]
+            results = self.sandbox.run_many([pair_job(solution, test, entry_point) for test in tests])
+            passed.append([passes(result, test, entry_point) for result, test in zip(results, tests, strict=True)])
+        return [{**row, "passed": passed}]
 
     def _find_inputs(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         tried = [*(row.get("inputs") or []), *inputs.propose(row["code"], row["entry_point"])]

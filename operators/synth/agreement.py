@@ -29,7 +29,8 @@ expected one). Any other test runs as the program `solution + test` and passes w
   inputs: one input per distinct call of the entry point in those tests (an argument list that is not plain
   arguments, or itself calls the entry point, is left out), and the expected output where the test reads
   `assert entry_point(...) == expected` with a literal `expected`.
-- A candidate set with more than `max_pairs` (solution, test) pairs is rejected before anything runs, so
+- A candidate set with more than `max_pairs` (solution, test) pairs is rejected before anything runs, and
+  one still running after `max_row_seconds` is stopped (`too_slow`, checked after each solution's tests), so
   one row cannot hold an executor for hours.
 
 Limits, plainly: a test of another shape passes when its program reports no exception, as CodeT and the
@@ -46,14 +47,16 @@ functions, are not tests here.
 from __future__ import annotations
 
 import ast
+import builtins
 import itertools
 import math
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.ingest.formats import BadProblem, Problem, check_code, from_asserts
+from operators.ingest.formats import BadProblem, Problem, check_code, from_asserts, top_level_functions
 from operators.sandbox.calls import BadInput, check_syntax
 from operators.synth.dedup import Deduplicator, canonical
 from operators.trace.values import equal_literals, parse_literal
@@ -61,6 +64,7 @@ from operators.trace.values import equal_literals, parse_literal
 AGREEMENT_VERSION = "agree-3"
 TIES = ("reject", "first")
 MAX_PAIRS = 1024  # (solution, test) programs one candidate set may run: ~15 s of a sandbox at ~70 programs/s
+ROW_SECONDS = 300.0  # and how long they may take together (slow or sleeping solutions), checked per solution
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ class CandidateSet:
     def contradictions(self) -> list[tuple[int, int]]:
         """Pairs of tests (indices) that no honest solution passes together: the same call, two different
         literal expected values."""
-        calls = [_calls(test, self.entry_point) for test in self.tests]
+        calls = [[(args, value) for args, text in _calls(test, self.entry_point)
+                  if (value := _literal(text)) is not NOT_LITERAL] for test in self.tests]
         return [(a, b) for a in range(len(calls)) for b in range(a + 1, len(calls))
                 if any(args == other and _differ(value, expected) for args, value in calls[a]
                        for other, expected in calls[b])]
@@ -138,64 +143,101 @@ def candidate_set(row: dict[str, Any]) -> CandidateSet:
     solutions = _distinct(row["solutions"], lambda code: _solution_problem(code, entry_point), canonical, "solution",
                           dropped)
     tests = _distinct(row["tests"], lambda test: _test_problem(test, entry_point),
-                      lambda test: _calls(test, entry_point) or " ".join(test.split()), "test", dropped)
+                      lambda test: _test_key(test, entry_point), "test", dropped)
     return CandidateSet(str(row["id"]), entry_point, row.get("instruction") or "", row.get("concept") or "",
                         tuple(solutions), tuple(tests), len(row["solutions"]), len(row["tests"]), dropped,
                         row.get("difficulty") or "")
 
 
 def _distinct(texts: list[str], problem_of, key_of, kind: str, dropped: Counter[str]) -> list[str]:
-    """The usable texts, each once (compared by `key_of`); the others counted in `dropped` by why."""
+    """The usable texts, each once (compared by `key_of`, which gives hashable keys); the others counted in
+    `dropped` by why."""
     kept: list[str] = []
-    seen: list[Any] = []
+    seen: set[Any] = set()
     for text in texts:
         problem = problem_of(text)
         if problem:
             dropped[f"{kind}_{problem}"] += 1
             continue
         key = key_of(text)
-        if key in seen:  # a list, not a set: keys hold literal values, and 3 == 3.0
+        if key in seen:
             dropped[f"{kind}_duplicate"] += 1
             continue
-        seen.append(key)
+        seen.add(key)
         kept.append(text)
     return kept
 
 
-def _calls(test: str, entry_point: str) -> list[tuple[str, Any]]:
-    """Each call of the entry point in a test, with what the test expects it to equal: a literal value, the
-    expression's text, or None."""
+def _test_key(test: str, entry_point: str) -> tuple:
+    """What makes two tests one test. An equality test: its call and its expected value, compared as Python
+    compares them (`f(1) == 3`, `3 == f( 1, )` and `f(1) == 3.0` are one; `f(1) == [1]` and `f(1) == (1,)` are
+    two). Any other: its condition as the syntax tree prints it (layout and the assert's message aside), so
+    `f(3) is True` and `f(3) is False` are two."""
+    check = equality_test(test, entry_point)
+    if check is not None:
+        return "equal", check.args, _frozen(parse_literal(check.expected))
+    return "assert", ast.unparse(ast.parse(test).body[0].test)  # type: ignore[attr-defined]
+
+
+def _frozen(value: Any) -> Any:
+    """A literal as a hashable key that is equal, and hashes alike, exactly when the literals are equal."""
+    if isinstance(value, list | tuple):
+        return type(value).__name__, tuple(_frozen(item) for item in value)
+    if isinstance(value, dict):
+        return "dict", frozenset((_frozen(k), _frozen(v)) for k, v in value.items())
+    if isinstance(value, set | frozenset):
+        return "set", frozenset(_frozen(item) for item in value)
+    return value
+
+
+def _calls(test: str, entry_point: str) -> list[tuple[str, str | None]]:
+    """Each call of the entry point in a test, its argument text as the syntax tree prints it (spacing, quotes
+    and trailing commas aside), with the text of what the test compares it with `==`, when it does."""
     try:
         problem = from_asserts("", "", [test], entry_point, callee=entry_point)
     except BadProblem:
         return []
-    return [(args, _value(expected)) for args, expected in zip(problem.inputs, problem.outputs, strict=True)]
+    return [(_normal_arguments(args), expected) for args, expected in zip(problem.inputs, problem.outputs, strict=True)]
 
 
-def _value(expected: str | None) -> Any:
-    if expected is None:
-        return None
+def _normal_arguments(args: str) -> str:
     try:
-        return ("literal", parse_literal(expected))
+        call = ast.parse(f"_({args})", mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return args
+    return ast.unparse(call)[2:-1]
+
+
+NOT_LITERAL = object()
+
+
+def _literal(text: str | None) -> Any:
+    """The literal value `text` writes, or NOT_LITERAL."""
+    if text is None:
+        return NOT_LITERAL
+    try:
+        return parse_literal(text)
     except ValueError:
-        return ("text", " ".join(expected.split()))
+        return NOT_LITERAL
 
 
 def _differ(value: Any, other: Any) -> bool:
     """Two literal expectations that cannot both hold."""
-    if not (value and other and value[0] == other[0] == "literal"):
-        return False
     try:
-        return bool(value[1] != other[1])
+        return bool(value != other)
     except Exception:  # literals compare without raising, but a comparison must never stop a row
         return False
 
 
 def _solution_problem(code: str, entry_point: str) -> str | None:
+    """Why a solution cannot be used, or None: it must parse and define the entry point with `def` (a name
+    imported or assigned has no code of its own to trace)."""
     try:
         check_code(Problem("", code, entry_point))
     except BadProblem as err:
         return "unparseable" if err.reason == "syntax_error" else "no_entry_point"
+    if entry_point not in top_level_functions(code):
+        return "no_entry_point"
     return None if canonical(code) is not None else "unparseable"  # too deep to print back
 
 
@@ -261,7 +303,7 @@ def equality_test(test: str, entry_point: str) -> EqualityTest | None:
     args, expected = calls[0]
     direct = [side for side in (node.left, node.comparators[0])
               if isinstance(side, ast.Call) and isinstance(side.func, ast.Name) and side.func.id == entry_point]
-    if not (direct and expected and expected[0] == "literal" and _plain_arguments(args, entry_point)):
+    if not (direct and _literal(expected) is not NOT_LITERAL and _plain_arguments(args)):
         return None
     other = node.comparators[0] if direct[0] is node.left else node.left
     return EqualityTest(args, ast.get_source_segment(test, other) or ast.unparse(other))
@@ -269,8 +311,18 @@ def equality_test(test: str, entry_point: str) -> EqualityTest | None:
 
 def program(solution: str, test: str) -> str:
     """The program a (solution, test) pair runs as when its test is not an equality test: the solution, then
-    the test."""
-    return f"{solution.rstrip()}\n\n{test.strip()}\n"
+    the test. Standard-library modules the test names (`math.isclose(...)`) are imported for the test alone,
+    as parameters of a function it runs in: the solution does not get an import it forgot."""
+    modules = _modules_named(test)
+    if not modules:
+        return f"{solution.rstrip()}\n\n{test.strip()}\n"
+    parameters = ", ".join(f"{name}=__import__({name!r})" for name in modules)
+    return f"{solution.rstrip()}\n\n\ndef _test({parameters}):\n    {test.strip()}\n\n\n_test()\n"
+
+
+def _modules_named(test: str) -> list[str]:
+    names = {node.id for node in ast.walk(ast.parse(test)) if isinstance(node, ast.Name)}
+    return sorted(name for name in names if name in sys.stdlib_module_names and not hasattr(builtins, name))
 
 
 def pair_job(solution: str, test: str, entry_point: str) -> dict[str, Any]:
@@ -279,8 +331,11 @@ def pair_job(solution: str, test: str, entry_point: str) -> dict[str, Any]:
     not a literal and passes nothing. Any other test runs as the program `solution + test`."""
     check = equality_test(test, entry_point)
     if check is None:
-        return {"kind": "program", "code": program(solution, test)}
-    return {"kind": "call", "code": solution, "entry_point": entry_point, "input": check.args, "traced": False}
+        return {"kind": "program", "code": program(solution, test), "module": "__problem__"}
+    # "compare": "value": runs under other hash seeds agree when their outputs are equal values, so a dict built
+    # from a set (its order follows the seed) is not taken for nondeterminism
+    return {"kind": "call", "code": solution, "entry_point": entry_point, "input": check.args, "traced": False,
+            "compare": "value"}
 
 
 def passes(result: dict[str, Any], test: str, entry_point: str) -> bool:
@@ -332,25 +387,32 @@ def agree(passed: list[list[bool]], min_tests: int = 1, min_solutions: int = 1, 
 
 def kept_problem(candidates: CandidateSet, cluster: Cluster) -> Problem:
     """The problem a kept cluster becomes: its first solution, and one input per distinct call of the entry
-    point in the tests it passes, with the expected output where the test compares the call with `==` to a
-    literal. Argument texts that are not plain arguments, or that call the entry point themselves, are left out."""
-    code = candidates.solutions[cluster.solutions[0]]
-    found = from_asserts(candidates.problem_id, code, [candidates.tests[t] for t in cluster.tests],
-                         candidates.entry_point, callee=candidates.entry_point)
-    problem = Problem(found.problem_id, code, found.entry_point)
-    for args, expected in zip(found.inputs, found.outputs, strict=True):
-        if _plain_arguments(args, candidates.entry_point):
-            problem.inputs.append(args)
-            problem.outputs.append(expected if _value(expected) and _value(expected)[0] == "literal" else None)
-    if not problem.inputs:
-        raise BadProblem("no_inputs", "the kept tests hold no plain call of the entry point to turn into an input")
-    return problem
+    point in the tests it passes, with the expected output where any of them compares the call with `==` to a
+    literal. Calls whose arguments are not literals are left out (`f(x)` inside a comprehension, `f(Node())`)."""
+    expected: dict[str, str | None] = {}
+    for test in cluster.tests:
+        for args, text in _calls(candidates.tests[test], candidates.entry_point):
+            if _plain_arguments(args) and expected.get(args) is None:
+                expected[args] = text.strip() if _literal(text) is not NOT_LITERAL else None  # type: ignore[union-attr]
+    if not expected:
+        raise BadProblem("no_inputs", "the kept tests hold no call of the entry point with literal arguments")
+    return Problem(candidates.problem_id, candidates.solutions[cluster.solutions[0]], candidates.entry_point,
+                   list(expected), list(expected.values()))
 
 
-def _plain_arguments(args: str, entry_point: str) -> bool:
+def _plain_arguments(args: str) -> bool:
+    """Whether every argument is a literal (`1, [2], k='x'`, `*[1, 2]`): what `tracecot run` takes as an input."""
     try:
         check_syntax(args)
-        tree = ast.parse(f"_({args})")
+        call = ast.parse(f"_({args})", mode="eval").body
     except (BadInput, SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    return not any(isinstance(node, ast.Name) and node.id == entry_point for node in ast.walk(tree))
+    if any(keyword.arg is None for keyword in call.keywords):  # type: ignore[attr-defined]
+        return False
+    values = [arg.value if isinstance(arg, ast.Starred) else arg for arg in call.args]  # type: ignore[attr-defined]
+    try:
+        for value in [*values, *(keyword.value for keyword in call.keywords)]:  # type: ignore[attr-defined]
+            ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True

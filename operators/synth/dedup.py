@@ -8,8 +8,8 @@ Two tests, on the code's canonical form (`canonical`: syntax tree without docstr
 
 Limits, stated plainly:
 - Only static analysis: nothing is executed, so two programs that compute the same thing differently are distinct.
-  Of dead code only the plainest padding is dropped (`pass`, a bare constant, a constant stored in a name nothing
-  reads); `if False:` blocks or unused computed values still make another syntax tree.
+  Of dead code only the plainest padding is dropped (`pass`, a bare constant, a constant stored in a function's
+  local that nothing reads); `if False:` blocks or unused computed values still make another syntax tree.
 - Code shorter than `min_tokens` is matched exactly only: distinct short functions share most or all of their
   shingles (`[x[n] for x in xs]` / `[xs[i] for i in n]`: all of them, once names are anonymised), so a
   near-duplicate test on them merges distinct problems.
@@ -162,28 +162,34 @@ _DYNAMIC = {"locals", "vars", "globals", "eval", "exec", "__import__", "getattr"
 
 def _drop_no_ops(tree: ast.Module) -> None:
     """Drop statements that cannot change what the code does: `pass`, an expression statement that is only a
-    constant, and an assignment of a constant to a name nothing reads (code that could read names dynamically,
-    with `locals()` or `eval`, is left alone). A body keeps at least one statement. Copies padded this way are
-    then one syntax tree."""
+    constant, and, inside a function, an assignment of a constant to a name nothing reads (a module's or a
+    class's names can be read from outside, as `Rates.bonus` or `self.BASE`; code that could read names
+    dynamically, with `locals()` or `eval`, is left alone). A body keeps at least one statement. Copies padded
+    this way are then one syntax tree."""
     names = [node for node in ast.walk(tree) if isinstance(node, ast.Name)]
     if any(node.id in _DYNAMIC for node in names) or any(isinstance(node, ast.Global | ast.Nonlocal)
                                                           for node in ast.walk(tree)):
         return
-    read = {node.id for node in names if isinstance(node.ctx, ast.Load)}
-    for node in ast.walk(tree):
-        for body_name in ("body", "orelse", "finalbody"):
-            body = getattr(node, body_name, None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-                kept = [statement for statement in body if not _no_op(statement, read)]
-                setattr(node, body_name, kept or body[:1])
+    _prune(tree, {node.id for node in names if isinstance(node.ctx, ast.Load)}, in_function=False)
 
 
-def _no_op(statement: ast.stmt, read: set[str]) -> bool:
+def _prune(node: ast.AST, read: set[str], in_function: bool) -> None:
+    for body_name in ("body", "orelse", "finalbody"):
+        body = getattr(node, body_name, None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+            kept = [statement for statement in body if not _no_op(statement, read, in_function)]
+            setattr(node, body_name, kept or body[:1])
+    for child in ast.iter_child_nodes(node):
+        _prune(child, read, isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+               or (in_function and not isinstance(child, ast.ClassDef)))
+
+
+def _no_op(statement: ast.stmt, read: set[str], in_function: bool) -> bool:
     if isinstance(statement, ast.Pass):
         return True
     if isinstance(statement, ast.Expr):
         return isinstance(statement.value, ast.Constant)
-    return isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
+    return in_function and isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
         and all(isinstance(target, ast.Name) and target.id not in read for target in statement.targets)
 
 
