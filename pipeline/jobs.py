@@ -26,7 +26,7 @@ from pipeline.storage import locate
 
 JOB_CONFIG = "tracecot-job.yaml"
 # Ray's name, in a runtime env's pip packages, for the unpacked working_dir on each node.
-CHECKOUT = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
+WORKING_DIR_VAR = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
 _FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -49,10 +49,10 @@ def submit(address: str, config: RunConfig, runtime_env: dict[str, Any] | None =
         raise ConfigError(f"a submitted run writes from many nodes: --output {config.output} must be object "
                           "storage (s3://…), or a path every node mounts (storage.shared_filesystem: true)")
     runtime_env = runtime_env or {}
-    checkout = working_dir(runtime_env)
+    source = checkout(runtime_env)
     jobs = client(address)
     with tempfile.TemporaryDirectory(prefix="tracecot-job-") as folder:
-        env = with_job_config(runtime_env, checkout, job_config(config), Path(folder))
+        env = with_job_config(runtime_env, source, job_config(config), Path(folder))
         job_id = f"tracecot-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         # A cluster that has just started answers "No available agent" until its job agent is up.
         retrying = Retrying(retry=retry_if_exception_message(match=".*No available agent.*"), reraise=True,
@@ -71,28 +71,32 @@ def job_config(config: RunConfig) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def working_dir(runtime_env: dict[str, Any]) -> Path | None:
-    """The runtime env's working_dir, a local folder (relative to the current directory, as for `ray job
-    submit`), checked before anything reaches the cluster; None where it names none."""
+def checkout(runtime_env: dict[str, Any]) -> Path | None:
+    """The runtime env's working_dir (a relative one starts at the current directory, as for `ray job submit`),
+    checked before anything reaches the cluster; None where it names none."""
     named = runtime_env.get("working_dir")
-    if named is not None and (not isinstance(named, str) or "://" in named):
-        raise ConfigError(f"--runtime-env: working_dir must be a local folder, which the job config is added to; "
-                          f"got {named!r}")
-    folder = Path(named).absolute() if named is not None else None
-    if folder is not None and not folder.is_dir():
-        raise ConfigError(f"--runtime-env: working_dir {folder} is not a folder (a relative one starts at the "
-                          "current directory)")
-    if _installs_checkout(runtime_env) and not (folder and (folder / "pyproject.toml").is_file()):
-        raise ConfigError(f"--runtime-env: pip installs the working_dir ({CHECKOUT}), but "
-                          f"{folder or 'it'} is not a tracecot checkout (no pyproject.toml): submit from the "
-                          "checkout's root")
+    folder = None if named is None else _local_folder(named)
+    if _installs_working_dir(runtime_env) and not (folder and (folder / "pyproject.toml").is_file()):
+        problem = f"{folder} holds no pyproject.toml" if folder else "it names no working_dir"
+        raise ConfigError(f"--runtime-env: pip installs the working_dir ({WORKING_DIR_VAR}), but {problem} "
+                          "(submit from the checkout's root)")
     return folder
 
 
-def _installs_checkout(runtime_env: dict[str, Any]) -> bool:
+def _local_folder(named: Any) -> Path:
+    if not isinstance(named, str) or "://" in named:
+        raise ConfigError(f"--runtime-env: working_dir must be a local folder, which the job config is added to; "
+                          f"got {named!r}")
+    folder = Path(named).absolute()
+    if not folder.is_dir():
+        raise ConfigError(f"--runtime-env: working_dir {folder} is not a folder")
+    return folder
+
+
+def _installs_working_dir(runtime_env: dict[str, Any]) -> bool:
     pip = runtime_env.get("pip")
     packages = pip.get("packages", []) if isinstance(pip, dict) else pip if isinstance(pip, list) else []
-    return any(CHECKOUT in str(package) for package in packages)
+    return any(WORKING_DIR_VAR in str(package) for package in packages)
 
 
 def with_job_config(runtime_env: dict[str, Any], checkout: Path | None, text: str, folder: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout", "files
 # How to get each layer, for the one line a run that lacks a required layer exits with.
 FIXES = {"filesystem": "needs Landlock (Linux >= 5.13 with landlock in the lsm= boot list)",
          "network_namespace": "needs network namespaces (unshare(CLONE_NEWNET))",
+         "readonly_fs": "needs bubblewrap (apt-get install bubblewrap) able to make namespaces (privileged container)",
          "seccomp": "needs libseccomp2 (apt-get install libseccomp2)",
          "task_cap": "needs the cgroup v1 pids controller at /sys/fs/cgroup/pids, writable"}
 _START_TIMEOUT_S = 60.0
