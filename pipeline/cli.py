@@ -448,7 +448,8 @@ def _isolation(args: argparse.Namespace) -> int:
     config = cfg.load(args.config, {}, _settings(args.set))
     with Sandbox(limits(config), tuple(config.sandbox.require)) as sandbox:
         for layer, active in sandbox.isolation.items():
-            print(f"{layer:18} {'yes' if active else 'no '}{'  (required)' if layer in config.sandbox.require else ''}")
+            required = "required" if layer in config.sandbox.require else ""
+            print(f"{layer:18} {'yes' if active else 'no':5}{required}".rstrip())
     return 0
 
 

@@ -150,7 +150,7 @@ def test_submit_checks_the_runtime_env_before_reaching_the_cluster(runtime_env, 
 
 def test_isolation_prints_the_layers_and_exits_2_without_a_required_one(monkeypatch, capsys):
     assert main(["isolation"]) == 0
-    assert "network_namespace  yes  (required)" in capsys.readouterr().out.splitlines()
+    assert "network_namespace  yes  required" in capsys.readouterr().out.splitlines()
     monkeypatch.setenv("PATH", "/nonexistent")  # a node without bubblewrap: no read-only root
     assert main(["isolation", "--set", "sandbox.require=[readonly_fs]"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

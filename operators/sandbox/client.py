@@ -181,8 +181,9 @@ class _ForkServer:
                 self.layers = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)["layers"]
                 self.started = True
                 return
-            except (EOFError, TimeoutError):
-                self.close()
+            except (EOFError, TimeoutError):  # e.g. bubblewrap present but refused namespaces: try the next way
+                self._stop()
+        self.close()
         raise SandboxUnavailable("the sandbox's fork server did not start")
 
     def answers(self, jobs: list[dict[str, Any]], limits: dict[str, Any]) -> list[dict[str, Any]]:
@@ -206,6 +207,9 @@ class _ForkServer:
         if self._cap is not None:
             self._cap.remove()  # the directory goes once its last task has ended (here, or at a later start)
             self._cap = None
+        self._stop(graceful)
+
+    def _stop(self, graceful: bool = False) -> None:
         if self._proc is None:
             return
         if graceful and self._proc.stdin is not None:
