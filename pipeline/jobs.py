@@ -6,7 +6,7 @@ directory; the job runs `tracecot run --config tracecot-job.yaml` there, joining
 runtime env, that working directory holds the config alone and tracecot must be installed on the cluster.
 With one that names a working_dir (a checkout, cluster/runtime_env.yaml), the config travels inside it:
 Ray uploads the checkout plus the config as one package, so `${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}` is the
-checkout and the job's `configs/…` and inputs inside the checkout resolve as they do on this machine.
+checkout, and the job's relative paths (configs/…, inputs inside the checkout) resolve in it.
 """
 
 from __future__ import annotations
@@ -99,12 +99,13 @@ def _installs_working_dir(runtime_env: dict[str, Any]) -> bool:
     return any(WORKING_DIR_VAR in str(package) for package in packages)
 
 
-def with_job_config(runtime_env: dict[str, Any], checkout: Path | None, text: str, folder: Path) -> dict[str, Any]:
-    """`runtime_env` with `folder` as its working_dir, holding the job config, and, with a checkout, links to
-    each of the checkout's entries: Ray follows them when it packs the folder, and applies the runtime env's
-    excludes and the checkout's .gitignore to them as it would to the checkout itself."""
-    if checkout is not None:
-        for entry in checkout.iterdir():
+def with_job_config(runtime_env: dict[str, Any], source: Path | None, text: str, folder: Path) -> dict[str, Any]:
+    """`runtime_env` with `folder` as its working_dir, holding the job config, and, with a checkout (`source`),
+    links to each of its entries: Ray follows them when it packs the folder, and applies the runtime env's
+    excludes and the checkout's .gitignore to them as it would to the checkout itself. (Removing the folder
+    removes the links, never what they point to.)"""
+    if source is not None:
+        for entry in source.iterdir():
             if entry.name != JOB_CONFIG:
                 (folder / entry.name).symlink_to(entry)
     (folder / JOB_CONFIG).write_text(text)
