@@ -149,6 +149,11 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("--entry-point", required=True, help="function to call")
     trace.add_argument("--input", required=True, help='argument list, e.g. "[1, 2], 3", or a JSON object')
     trace.add_argument("--timeout", type=float, default=5.0, help="CPU seconds for the call (default: 5)")
+
+    isolation = sub.add_parser("isolation", help="start the sandbox here and print the isolation layers it gets; "
+                               "exit 2 if a layer the config requires (sandbox.require) is missing")
+    isolation.add_argument("--config", help="YAML config (sandbox settings)")
+    _set_option(isolation)
     return top
 
 
@@ -177,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
         if args.command == "trace":
             return _trace(args)
+        if args.command == "isolation":
+            return _isolation(args)
         if args.command == "eval":
             return _eval(args)
         if args.command in ("submit", "logs", "status"):
@@ -430,6 +437,19 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError("the export's DIR must be a path or s3:// URI, not empty")
     print(json.dumps(export_hf(args.input, args.destination, args.validation_share, args.max_tokens,
                                args.fingerprint), indent=2))
+    return 0
+
+
+def _isolation(args: argparse.Namespace) -> int:
+    """The sandbox's own check, as every run makes it before running anything: a cluster node can make it at start."""
+    from operators.sandbox.client import Sandbox
+    from pipeline.stages import limits
+
+    config = cfg.load(args.config, {}, _settings(args.set))
+    with Sandbox(limits(config), tuple(config.sandbox.require)) as sandbox:
+        for layer, active in sandbox.isolation.items():
+            required = "required" if layer in config.sandbox.require else ""
+            print(f"{layer:18} {'yes' if active else 'no':5}{required}".rstrip())
     return 0
 
 

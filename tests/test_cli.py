@@ -11,8 +11,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import SAMPLES, shared
+from conftest import ROOT, SAMPLES, shared
 from helpers import read, run_job
+
+from pipeline.cli import main
 
 TRACECOT = str(Path(sys.executable).parent / "tracecot")
 pytestmark = pytest.mark.timeout(300)
@@ -125,3 +127,31 @@ def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
 
 def test_samples_are_valid_json():
     assert len(SAMPLES.read_text().splitlines()) >= 30
+
+
+@pytest.mark.parametrize(("runtime_env", "needle"), [
+    ("working_dir: https://example.com/tracecot.zip\n", "working_dir must be a local folder"),
+    ("working_dir: no/such/folder\n", "is not a folder"),
+    ("pip: ['${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}']\n", "it names no working_dir"),
+    (str(ROOT / "cluster" / "runtime_env.yaml"), "holds no pyproject.toml (submit from the checkout's root)"),
+])
+def test_submit_checks_the_runtime_env_before_reaching_the_cluster(runtime_env, needle, tmp_path, monkeypatch,
+                                                                   capsys):
+    """A runtime env that cannot work exits 2 here, not as a job stuck on the cluster (the address answers nothing)."""
+    monkeypatch.chdir(tmp_path)
+    if not runtime_env.endswith(".yaml"):
+        (tmp_path / "env.yaml").write_text(runtime_env)
+        runtime_env = "env.yaml"
+    code = main(["submit", "--address", "http://127.0.0.1:9", "--runtime-env", runtime_env,
+                 "--output", "s3://bucket/out", "--no-wait"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_isolation_prints_the_layers_and_exits_2_without_a_required_one(monkeypatch, capsys):
+    assert main(["isolation"]) == 0
+    assert "network_namespace  yes  required" in capsys.readouterr().out.splitlines()
+    monkeypatch.setenv("PATH", "/nonexistent")  # a node without bubblewrap: no read-only root
+    assert main(["isolation", "--set", "sandbox.require=[readonly_fs]"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "required isolation: readonly_fs (readonly_fs needs bubblewrap" in lines[0], lines

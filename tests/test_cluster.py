@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import SAMPLES, cluster_nodes, free_port, stop_cluster
+from conftest import ROOT, SAMPLES, cluster_nodes, free_port, stop_cluster
 
 from pipeline.cli import main
 
@@ -21,23 +22,26 @@ BUCKET = "tracecot-test"
 
 @pytest.fixture(scope="module")
 def cluster(s3_server):
-    """Dashboard URL and node ids of a three-node cluster; stopped (only it) at the end."""
+    """Dashboard URL and node ids of a three-node cluster; stopped (only it) and removed at the end."""
     temp_dir = tempfile.mkdtemp(prefix="tcray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "AWS_ENDPOINT_URL": s3_server}
     port, dashboard = free_port(), free_port()
-    common = ["--disable-usage-stats", f"--temp-dir={temp_dir}"]
-    # Each node's agent gets its own port: the default one may belong to the Ray this test process runs.
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dashboard}", "--include-dashboard=true",
-                    f"--dashboard-agent-listen-port={free_port()}", *common], env=env, check=True, capture_output=True)
-    for cpus, resources in ((2, {"executor": 100}), (1, {"narrator": 100})):
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}",
-                        f"--resources={json.dumps(resources)}", f"--dashboard-agent-listen-port={free_port()}",
-                        *common], env=env, check=True, capture_output=True)
+
+    def start(node: str, *args: str) -> None:
+        # Each node its own temp dir, as on separate machines: nodes sharing one would share (and race on) their
+        # runtime env installs. Each node's agent its own port: the default may belong to this test process's Ray.
+        subprocess.run([RAY, "start", *args, f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats",
+                        f"--temp-dir={temp_dir}/{node}"], env=env, check=True, capture_output=True)
+
+    start("head", "--head", f"--port={port}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
+          f"--dashboard-port={dashboard}", "--include-dashboard=true")
+    for node, cpus, resources in (("executor", 2, {"executor": 100}), ("narrator", 1, {"narrator": 100})):
+        start(node, f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}", f"--resources={json.dumps(resources)}")
     try:
         yield f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
     finally:
         stop_cluster(temp_dir, port)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # runtime env installs there are large (a copy of the venv)
 
 
 def node_roles(gcs: str) -> dict[str, str]:
@@ -67,6 +71,30 @@ def test_submitted_run_places_stages_on_their_nodes(cluster, s3_server, tmp_path
     ran = {stage: {roles[node] for node in nodes} for stage, nodes in report["placement"].items()}
     assert ran["narrate"] == {"narrator"}
     assert ran["execute"] == {"executor"} and ran["verify"] == {"executor"}
+
+
+def report_of(s3_server: str, prefix: str) -> dict:
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/runs/")["Contents"]]
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=next(k for k in keys if k.endswith(".json")))["Body"].read())
+
+
+def test_submit_with_the_runtime_env_ships_the_checkout(cluster, s3_server, tmp_path, capsys, monkeypatch):
+    """cluster/README.md's command, from the checkout's root: Ray uploads the checkout with the job config in it and
+    pip-installs it on the nodes; the job reads the sample problems from that upload, not from this machine."""
+    dashboard, _ = cluster
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "s3.yaml"
+    config.write_text(f"storage: {{endpoint_url: '{s3_server}'}}\n")
+    code = main(["submit", "--address", dashboard, "--runtime-env", "cluster/runtime_env.yaml", "--config",
+                 str(config), "--output", f"s3://{BUCKET}/checkout", "--limit", "2"])
+    log = capsys.readouterr()
+    assert code == 0, log.err[-3000:]
+    assert "funnel: read 2 rows" in log.out
+    report = report_of(s3_server, "checkout")
+    assert report["funnel"]["written_records"] > 0
+    assert "/runtime_resources/working_dir_files/" in report["config"]["input"]
+    assert report["config"]["input"].endswith("/pipeline/samples/problems.jsonl")
 
 
 def test_submit_refuses_a_local_output_path(cluster, tmp_path, capsys):

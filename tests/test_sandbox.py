@@ -151,6 +151,19 @@ def test_fork_server_restarts_after_it_dies():
         assert box.restarts == 1
 
 
+def test_a_bubblewrap_that_cannot_start_leaves_the_other_layers(tmp_path, monkeypatch):
+    """bwrap installed where it may not make namespaces (an unprivileged container) fails at once: the fork server
+    starts without it and says so, instead of failing."""
+    refused = tmp_path / "bwrap"
+    refused.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    refused.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with Sandbox() as box:
+        assert run(box, "def f():\n    return 1\n")["output"] == "1"
+        assert box.isolation["network_namespace"] is True
+        assert box.isolation["readonly_fs"] is not os.access("/", os.W_OK)
+
+
 def test_isolation_layers_are_reported(sandbox):
     for layer in ("network_namespace", "seccomp", "rlimits", "timeout"):
         assert sandbox.isolation[layer] is True

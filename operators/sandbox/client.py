@@ -39,6 +39,7 @@ DEFAULT_REQUIRED = ("network_namespace", "seccomp", "rlimits", "timeout", "files
 # How to get each layer, for the one line a run that lacks a required layer exits with.
 FIXES = {"filesystem": "needs Landlock (Linux >= 5.13 with landlock in the lsm= boot list)",
          "network_namespace": "needs network namespaces (unshare(CLONE_NEWNET))",
+         "readonly_fs": "needs bubblewrap (apt-get install bubblewrap) able to make namespaces (privileged container)",
          "seccomp": "needs libseccomp2 (apt-get install libseccomp2)",
          "task_cap": "needs the cgroup v1 pids controller at /sys/fs/cgroup/pids, writable"}
 _START_TIMEOUT_S = 60.0
@@ -184,8 +185,9 @@ class _ForkServer:
                 self.layers = recv_msg(self._proc.stdout.fileno(), time.monotonic() + _START_TIMEOUT_S)["layers"]
                 self.started = True
                 return
-            except (EOFError, TimeoutError):
-                self.close()
+            except (EOFError, TimeoutError):  # e.g. bubblewrap present but refused namespaces: try the next way
+                self._stop()
+        self.close()
         raise SandboxUnavailable("the sandbox's fork server did not start")
 
     def answers(self, jobs: list[dict[str, Any]], limits: dict[str, Any]) -> list[dict[str, Any]]:
@@ -209,6 +211,9 @@ class _ForkServer:
         if self._cap is not None:
             self._cap.remove()  # the directory goes once its last task has ended (here, or at a later start)
             self._cap = None
+        self._stop(graceful)
+
+    def _stop(self, graceful: bool = False) -> None:
         if self._proc is None:
             return
         if graceful and self._proc.stdin is not None:
