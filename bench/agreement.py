@@ -40,7 +40,7 @@ from typing import Any
 from operators.ingest.formats import BadProblem, from_asserts
 from operators.sandbox.client import Limits, Sandbox
 from operators.stages.agree import Agree, ExecutePairs, candidate_row
-from operators.synth.agreement import CandidateSet, agree, candidate_set, program
+from operators.synth.agreement import candidate_set, program
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/mbpp/mbpp.jsonl"
 
@@ -309,11 +309,7 @@ def judge(truth: Truth, row: dict[str, Any], out: list[dict[str, Any]], sandbox:
     if final.get("reason"):
         tally.rejected[f"{final.get('stage')}:{final['reason']}"] += 1
         return
-    candidates = CandidateSet(final["id"], final["entry_point"], "", "", tuple(final["solutions"]),
-                              tuple(final["tests"]), 0, 0)
-    decided = agree(final["passed"], ties=row.get("ties", "reject"), contradictions=candidates.contradictions(),
-                    families=candidates.families(Agree().near_duplicate))
-    assert decided.kept is not None and len(decided.kept.tests) == final["agreement"]["tests_kept"]
+    assert len(final["tests"]) == final["agreement"]["tests_kept"]
     code = final["code"]
     passes = sandbox.run_many([{"kind": "program", "code": program(code, t)} for t in truth.tests])
     values = values_of(sandbox, code, truth.entry, truth.inputs)
@@ -324,7 +320,7 @@ def judge(truth: Truth, row: dict[str, Any], out: list[dict[str, Any]], sandbox:
         tally.kept_wrong += 1
         tally.kept_fooling_asserts += fools
         tally.examples.append(f"kept wrong solution in {row['id']}")
-    kept_tests = [final["tests"][t] for t in decided.kept.tests]
+    kept_tests = final["tests"]
     checks = sandbox.run_many([{"kind": "program", "code": program(truth.code, t)} for t in kept_tests])
     bad = [t for t, r in zip(kept_tests, checks, strict=True) if r["outcome"] != "ok"]
     tally.wrong_tests += len(bad)
