@@ -15,7 +15,7 @@ from operators.llm.backends import Sampling, TransformersBackend
 from operators.records import PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA
 from pipeline import config as cfg
 from pipeline import synthesize
-from pipeline.report import Progress
+from pipeline.progress import Progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
