@@ -98,17 +98,19 @@ class Reporter:
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-            sent = self.counts.finished.remote(self.stage, self.pending) if self.pending else None
-            self.pending = 0
+            sent = self._send()
         if sent is not None:
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.get(sent, timeout=CLOSE_TIMEOUT_S)
 
-    def _send(self) -> None:
-        if self.pending:
-            self.counts.finished.remote(self.stage, self.pending)
-            self.pending = 0
+    def _send(self) -> Any:
+        """Send the pending rows, without waiting; returns the call's reference (None when nothing was pending)."""
         self.sent_at = time.monotonic()
+        if not self.pending:
+            return None
+        sent = self.counts.finished.remote(self.stage, self.pending)
+        self.pending = 0
+        return sent
 
 
 class Reporting:
@@ -123,7 +125,7 @@ class Reporting:
         counts.started.remote(self.name)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = super().__call__(batch)  # type: ignore[misc]
+        out = super().__call__(batch)
         self._reporter.add(input_rows(batch))
         return out
 
