@@ -160,8 +160,9 @@ class Written:
 
 @dataclass
 class LiveLine:
-    """Makes the progress lines of one run from the counts: the rate over the last `RATE_WINDOW_S` seconds of
-    rows through every stage before the sink, and the time left from it when `total` (input rows) is known."""
+    """Makes the progress lines of one run from the counts: the rate of rows through every stage before the sink
+    (over the last `RATE_WINDOW_S` seconds, since the first came through), and the time left at that rate when
+    `total` (input rows) is known."""
 
     stages: list[str]
     total: int | None
@@ -181,6 +182,8 @@ class LiveLine:
     def _pace(self, elapsed: float, rows: dict[str, int]) -> str:
         """` · 8.1 rows/s, 15s left`: the rate of rows through the last stage, and the time left at that rate."""
         done = rows.get(self.stages[-1], 0)
+        if not done:
+            self.history.clear()  # the rate counts from the last moment before the first rows came through
         self.history.append((elapsed, done))
         while self.history[0][0] < elapsed - RATE_WINDOW_S:
             self.history.popleft()

@@ -49,6 +49,13 @@ def test_without_a_total_there_is_a_rate_but_no_time_left():
         "rows: read 30, executed 10, written 0 · records 0, rejected 0 · 5.0 rows/s"
 
 
+def test_the_rate_counts_from_the_last_moment_nothing_was_through():
+    live = LiveLine(["ingest", "execute"], 100)
+    for elapsed in (0.0, 30.0, 40.0):  # actors starting: no time to learn the rate from
+        live.line(elapsed, {"ingest": 50, "execute": 0}, {}, Written())
+    assert live.line(42.0, {"ingest": 100, "execute": 20}, {}, Written()).endswith("10.0 rows/s, ETA 8s")
+
+
 def test_the_rate_is_that_of_the_last_minute():
     live = LiveLine(["ingest"], 10_000)
     live.line(0.0, {"ingest": 0}, {}, Written())
