@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pipeline import config as cfg
 from pipeline.graph import run
-from pipeline.report import Progress
+from pipeline.progress import Progress
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 

@@ -32,7 +32,7 @@ from operators.ingest.formats import BadProblem, detect_format, to_problem
 from operators.sandbox.client import Sandbox
 from pipeline import config as cfg
 from pipeline.graph import run
-from pipeline.report import Progress
+from pipeline.progress import Progress
 from pipeline.sources import iter_lines
 from pipeline.stages import limits
 from pipeline.storage import locate

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from pipeline import config as cfg
 from pipeline.graph import run
-from pipeline.report import Progress
+from pipeline.progress import Progress
 from pipeline.sources import iter_lines
 from pipeline.stages import run_local, steps
 from pipeline.storage import locate

@@ -32,8 +32,9 @@ from operators.stages.base import Placement
 from pipeline.card import CARD, write_card
 from pipeline.config import ConfigError, RunConfig
 from pipeline.html_report import write_html
-from pipeline.report import Funnel, Progress, narration_summary, placement, stage_timings, versions, write_report
-from pipeline.sources import InputError, input_files, iter_lines, read_problems
+from pipeline.progress import Progress, reported, reporting
+from pipeline.report import Funnel, narration_summary, placement, stage_timings, versions, write_report
+from pipeline.sources import InputError, count_rows, input_files, iter_lines, read_problems
 from pipeline.stages import Step, ingest_step, limits, run_local, sink_step, steps
 from pipeline.state import DoneIndex, count_done
 from pipeline.storage import Location, ensure_writable, locate
@@ -47,29 +48,42 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def build(config: RunConfig, source: Location, run_id: str, done: Container[str],
-          mode: str = "narrate") -> ray.data.Dataset:
-    """read → the run's stages (`pipeline/stages.py`) → Parquet sink, as one Ray Data dataset."""
+def read_input(config: RunConfig, source: Location) -> ray.data.Dataset:
+    """The input rows (`pipeline.sources.read_problems`), the first `limit` of them when the config sets one."""
     ds = read_problems(source)
-    if config.limit:
-        ds = ds.limit(config.limit)
-    return through(ds, [*steps(config, Path(source.path).name, done, mode), sink_step(config, run_id)])
+    return ds.limit(config.limit) if config.limit else ds
 
 
-def through(ds: ray.data.Dataset, stage_steps: list[Step]) -> ray.data.Dataset:
-    """`ds` through each step in order, each a `map_batches` over the actor pool its stage declares."""
-    for step in stage_steps:
-        ds = ds.map_batches(step.stage, batch_format="pyarrow", batch_size=step.batch_size,
-                            fn_constructor_kwargs=step.args, **ray_options(step))
+def input_size(config: RunConfig, source: Location) -> int | None:
+    """How many input rows the run reads, when that is cheap to know: the input's size, or `limit` if smaller."""
+    rows = count_rows(source)
+    if config.limit and (rows is None or config.limit < rows):
+        return config.limit
+    return rows
+
+
+def through(ds: ray.data.Dataset, stage_steps: list[Step], counts: Any) -> ray.data.Dataset:
+    """`ds` through each step in order, each a `map_batches` over the actor pool its stage declares; the steps
+    `pipeline.progress.reported` names report their progress to `counts`."""
+    shown = reported(stage_steps)
+    for i, step in enumerate(stage_steps):
+        stage, args = step.stage, step.args
+        if i in shown:
+            stage, args = reporting(stage), {**args, "counts": counts}
+        ds = ds.map_batches(stage, batch_format="pyarrow", batch_size=step.batch_size, fn_constructor_kwargs=args,
+                            **ray_options(step))
     return ds
 
 
-def drain(ds: ray.data.Dataset, funnel: Funnel, progress: Progress) -> None:
-    """Run the graph to its end, adding each sink batch's tally to the funnel as it arrives."""
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for tally in batch.column("tally").to_pylist():
-            funnel.add(Tally.from_json(tally))
-        progress.update(funnel)
+def drain(config: RunConfig, source: Location, stage_steps: list[Step], funnel: Funnel, progress: Progress) -> None:
+    """Run the input through the steps (the sink last) to the end, adding each sink batch's tally to the funnel as
+    it arrives, with the stages' live progress printed meanwhile (`pipeline/progress.py`)."""
+    with progress.live(list(reported(stage_steps).values()), input_size(config, source)) as counts:
+        for batch in through(read_input(config, source), stage_steps, counts).iter_batches(
+                batch_size=None, batch_format="pyarrow"):
+            for tally in batch.column("tally").to_pylist():
+                funnel.add(Tally.from_json(tally))
+            progress.record(funnel)
 
 
 def ray_options(step: Step) -> dict[str, Any]:
@@ -196,13 +210,14 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
             try:
                 ray_started = start_ray(config.ray.address)
                 refuse_unshared_output(config, output)
-                drain(build(config, source, run_id, done, mode), funnel, progress)
+                drain(config, source, [*steps(config, Path(source.path).name, done, mode), sink_step(config, run_id)],
+                      funnel, progress)
             except KeyboardInterrupt:
                 status = "interrupted"
             finally:
                 if ray_started:
                     stop_ray()
-    progress.update(funnel, force=True, quiet=True)
+    progress.record(funnel, force=True)
     with interrupts_ignored():
         return finish(config, output, run_id, mode, status, started, already, funnel, progress.timeline,
                       ran=up_to_date is None)

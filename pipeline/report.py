@@ -1,12 +1,10 @@
-"""The funnel (where every input row ended up), live progress, and the run report JSON."""
+"""The funnel (where every input row ended up) and the run report JSON; live progress is `pipeline/progress.py`."""
 
 from __future__ import annotations
 
 import json
 import platform
-import sys
-import time
-from typing import Any, TextIO
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -122,33 +120,6 @@ def narration_summary(tally: Tally, narrator: Any) -> dict[str, Any]:
         unit, per_actor = ("gpu", narrator.actors.gpus) if narrator.actors.gpus else ("cpu", narrator.actors.cpus)
         summary[f"{unit}_hours_per_1000_accepted"] = round(busy * per_actor / 3600 / tally.accepted * 1000, 4)
     return summary
-
-
-class Progress:
-    """Prints a line to stderr (or `stream`) at most every `every` seconds while a run goes on, and keeps the
-    same points as the run's timeline: [seconds, items, records]."""
-
-    def __init__(self, stream: TextIO | None = None, every: float = 2.0) -> None:
-        self.stream = stream
-        self.every = every
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.timeline: list[list[float]] = [[0.0, 0, 0]]
-
-    def update(self, funnel: Funnel, force: bool = False, quiet: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        elapsed = now - self.started
-        done = funnel.items
-        self.timeline.append([round(elapsed, 2), done, funnel.tally.accepted])
-        if quiet:
-            return
-        print(f"[tracecot] {elapsed:6.1f}s  rows {funnel.tally.rows_read}  items {done}  "
-              f"records {funnel.tally.accepted}  rejected {sum(funnel.rejects.values())}  "
-              f"skipped {funnel.tally.skipped}  ({done / max(elapsed, 1e-9):.1f} items/s)",
-              file=self.stream or sys.stderr, flush=True)
 
 
 def versions() -> dict[str, str]:

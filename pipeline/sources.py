@@ -19,6 +19,10 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
 # Reading is light; a full CPU per read task would starve the actor pools on small machines.
 READ_CPUS = 0.25
+# How much input the driver reads to know a run's size (the total of its progress lines); a larger input runs
+# without one.
+COUNT_JSONL_BYTES = 64 * 2**20
+COUNT_PARQUET_FILES = 64
 
 
 class InputError(ValueError):
@@ -63,11 +67,32 @@ def iter_lines(location: Location) -> Iterator[str]:
             for row in pq.read_table(path, filesystem=location.fs).to_pylist():
                 yield _as_text(row)
             continue
-        compression = "gzip" if path.endswith(".gz") else None
-        with location.fs.open_input_stream(path, compression=compression) as stream:
-            for raw in io.BufferedReader(stream):  # bytes, line by line: each line is decoded alone
-                if raw.strip():
-                    yield decode_line(raw.rstrip(b"\r\n"))
+        for raw in _raw_lines(location, path):
+            yield decode_line(raw.rstrip(b"\r\n"))
+
+
+def _raw_lines(location: Location, path: str) -> Iterator[bytes]:
+    """The non-empty lines of a JSON-lines file (gunzipped if need be), as bytes, read line by line."""
+    compression = "gzip" if path.endswith(".gz") else None
+    with location.fs.open_input_stream(path, compression=compression) as stream:
+        yield from (raw for raw in io.BufferedReader(stream) if raw.strip())
+
+
+def count_rows(location: Location) -> int | None:
+    """The number of input rows, when it is cheap to know: Parquet files' footers (up to `COUNT_PARQUET_FILES`
+    files) and local JSON-lines files (up to `COUNT_JSONL_BYTES` in all) are read here; None otherwise, or when
+    the input cannot be read (the run says why)."""
+    try:
+        infos = location.fs.get_file_info(input_files(location))
+        jsonl = [info for info in infos if info.path.endswith(JSONL_SUFFIXES)]
+        parquet = [info.path for info in infos if info.path.endswith(PARQUET_SUFFIXES)]
+        jsonl_too_far = bool(jsonl) and (not location.is_local or sum(i.size for i in jsonl) > COUNT_JSONL_BYTES)
+        if jsonl_too_far or len(parquet) > COUNT_PARQUET_FILES:
+            return None
+        return sum(pq.read_metadata(path, filesystem=location.fs).num_rows for path in parquet) + \
+            sum(sum(1 for _ in _raw_lines(location, info.path)) for info in jsonl)
+    except (OSError, InputError, pa.ArrowException):
+        return None
 
 
 def lines_of(data: bytes) -> list[str]:

@@ -27,10 +27,11 @@ from operators.stages.agree import Agree, Dedup, ExecutePairs, ParseCandidates
 from operators.stages.synthesize import Generate, ParseSeeds
 from pipeline.config import NarratorConfig, RunConfig
 from pipeline.decontaminate import read_benchmarks
-from pipeline.graph import drain, start_ray, stderr_to_log, stop_ray, through
+from pipeline.graph import drain, start_ray, stderr_to_log, stop_ray
 from pipeline.html_report import write_html
-from pipeline.report import Funnel, Progress, stage_timings, versions, write_report
-from pipeline.sources import input_files, read_problems
+from pipeline.progress import Progress
+from pipeline.report import Funnel, stage_timings, versions, write_report
+from pipeline.sources import input_files
 from pipeline.stages import LINES_PER_BATCH, SINK_BATCH, Step, limits
 from pipeline.state import DoneIndex, count_done
 from pipeline.storage import Location, ensure_writable, locate
@@ -121,17 +122,14 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray
         ray_started = False
         try:
             ray_started = start_ray(config.ray.address)
-            ds = read_problems(source)
-            if config.limit:
-                ds = ds.limit(config.limit)
-            drain(through(ds, [*steps(config, mode, Path(source.path).name, done), sink_step(config, run_id)]),
+            drain(config, source, [*steps(config, mode, Path(source.path).name, done), sink_step(config, run_id)],
                   funnel, progress)
         except KeyboardInterrupt:
             status = "interrupted"
         finally:
             if ray_started and not keep_ray:
                 stop_ray()
-    progress.update(funnel, force=True, quiet=True)
+    progress.record(funnel, force=True)
     report = {
         "run_id": run_id, "mode": mode, "status": status,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 from operators.records import RECORD_SCHEMA, REJECT_SCHEMA
 from pipeline import config as cfg
 from pipeline.graph import run
-from pipeline.report import Progress
+from pipeline.progress import Progress
 
 
 def run_job(**overrides: Any) -> dict[str, Any]:

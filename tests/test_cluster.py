@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def test_submitted_run_places_stages_on_their_nodes(cluster, s3_server, tmp_path
     log = capsys.readouterr()
     assert code == 0, log.err[-3000:]
     assert "funnel: read 6 rows" in log.out
+    assert re.search(r"\[tracecot\] +[\d.]+s  starting: 6 input rows", log.out)  # the job's live lines, streamed
 
     s3 = boto3.client("s3", endpoint_url=s3_server)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="cluster/")["Contents"]]

@@ -1,7 +1,9 @@
 """End to end on a local Ray: records, rejects, reports, incremental reruns and S3 output."""
 
+import io
 import json
 import pickle
+import re
 import shutil
 
 import polars as pl
@@ -13,8 +15,11 @@ from helpers import funnel_adds_up, read, run_job
 
 from operators.ids import content_hash
 from operators.records import RECORD_SCHEMA
+from pipeline import config as cfg
 from pipeline.config import StorageConfig
 from pipeline.export import export_hf
+from pipeline.graph import run
+from pipeline.progress import Progress
 from pipeline.state import DoneIndex
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -39,6 +44,19 @@ def test_sample_run_writes_verified_records(local_ray, tmp_path):
         assert key in saved
     assert saved["versions"]["ray"].startswith("2.60")
     assert pl.read_parquet(tmp_path / "records" / "*.parquet").height == records.num_rows
+
+
+def test_progress_lines_come_from_the_stages_while_the_run_goes_on(local_ray, tmp_path):
+    stream = io.StringIO()
+    report = run(cfg.load(None, {"output": str(tmp_path), "limit": 20}), Progress(stream, every=0.2))
+    lines = stream.getvalue().splitlines()
+    assert re.search(r"\] +[\d.]+s  starting: 20 input rows, pools up \d/5$", lines[0])
+    counted = [line for line in lines if re.search(r"rows of 20: read [1-9]", line)]
+    assert counted, lines  # a stage's own count, before the sink has written all
+    for line in counted:
+        assert all(int(n) <= 20 for n in re.findall(r"(?:read|ed|written) (\d+)", line)), line
+    assert report["funnel"]["rows_read"] == 20
+    funnel_adds_up(report)
 
 
 def test_reruns_are_incremental(local_ray, tmp_path):

@@ -16,7 +16,7 @@ from operators.records import PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA
 from pipeline import config as cfg
 from pipeline import synthesize
 from pipeline.cli import main
-from pipeline.report import Progress
+from pipeline.progress import Progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
