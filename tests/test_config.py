@@ -27,6 +27,8 @@ def test_overrides_and_fingerprint():
     ({"sandbox.require": "network_namespace,teleport"}, "unknown sandbox layer"),
     ({"verifier.min_coverage": 2.0}, "between 0 and 1"),
     ({"ray.executors": 0}, "at least 1"),
+    ({"ingest.shards": 0}, "ingest.shards must be at least 1"),
+    ({"sink.rows_per_file": 0}, "sink.rows_per_file must be at least 1"),
     ({"limit": "abc"}, "limit must be int"),  # fields whose default is None are checked too
     ({"ray.address": 5}, "ray.address must be str"),
 ])
