@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from operators.ids import content_hash
 from operators.ingest.index import LocalIndex, RunIndex, token_of
 from operators.records import RECORD_SCHEMA, REJECT_SCHEMA, table
-from operators.stages.base import Placement, worker
+from operators.stages.base import Placement, step_name, worker
 from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate
 from pipeline.tally import count
@@ -58,7 +58,7 @@ class ParquetSink:
     def __call__(self, batch: pa.Table) -> pa.Table:
         fresh = self._first_time(batch.to_pylist())
         tally, accepted, rejected = count(fresh)
-        tally.actors[type(self).__name__, self.actor] += len(fresh)
+        tally.actors[step_name(self), self.actor] += len(fresh)
         kept_schema, rejected_schema = self.schemas
         self._write(self.kept, table([{**row, "run_id": self.run_id} for row in accepted], kept_schema))
         self._write("rejected", table([{**row, "run_id": self.run_id} for row in rejected], rejected_schema))

@@ -46,6 +46,11 @@ def worker() -> tuple[str, str]:
     return socket.gethostname(), f"pid-{os.getpid()}"
 
 
+def step_name(stage: object) -> str:
+    """The stage class an object is, under the subclasses Ray Data wraps a stage class in (its own module)."""
+    return next(cls.__name__ for cls in type(stage).__mro__ if not cls.__module__.startswith("ray."))
+
+
 def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """`work()`, or one rejected row saying what went wrong: a bad row never takes its batch down."""
     try:
@@ -84,7 +89,7 @@ class RowStage:
         elapsed = time.perf_counter() - started
         self._worker = self._worker or worker()
         node, actor = self._worker
-        place = {"stage": self.name, "node": node, "step": type(self).__name__, "actor": actor}
+        place = {"stage": self.name, "node": node, "step": step_name(self), "actor": actor}
         for row in produced:
             row[f"t_{self.name}"] = elapsed / len(produced)
             row["placement"] = [*(row.get("placement") or []), place]
