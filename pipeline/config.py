@@ -39,6 +39,9 @@ class ConfigError(ValueError):
 class RayConfig:
     address: str | None = None
     executors: int = 2
+    # Actors each executor and verifier pool starts with. Ray Data grows a pool only within its operator's share
+    # of the CPUs (about CPUs / number of stages): on a small machine the pools stay at this size.
+    min_executors: int = 1
     batch_size: int = 16
     executor_resource: str | None = None  # a custom resource executor actors request, e.g. "executor" nodes
 
@@ -344,6 +347,8 @@ def validate(config: RunConfig) -> None:
     checks = [
         (config.export.max_tokens is None or config.export.max_tokens >= 1, "export.max_tokens must be at least 1"),
         (config.ray.executors >= 1, "ray.executors must be at least 1"),
+        (1 <= config.ray.min_executors <= config.ray.executors,
+         "ray.min_executors must be between 1 and ray.executors"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
         (config.ingest.actors >= 1, "ingest.actors must be at least 1"),
         (config.ingest.shards >= 1, "ingest.shards must be at least 1"),

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from operators.ids import content_hash
 from operators.ingest.index import LocalIndex, RunIndex, token_of
 from operators.records import RECORD_SCHEMA, REJECT_SCHEMA, table
-from operators.stages.base import Placement, step_name, worker
+from operators.stages.base import LIGHT, Placement, step_name, worker
 from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate
 from pipeline.tally import count
@@ -41,7 +41,7 @@ class ParquetSink:
     `index` remembers the rows written in this run across the pool (a `pipeline.state.ShardedIndex`); the
     default, a `LocalIndex`, remembers them in this actor only, which is right for a sink of one actor."""
 
-    placement = Placement()
+    placement = Placement(cpus=LIGHT)
 
     def __init__(self, output: str, storage: StorageConfig, run_id: str, kept: str = "records",
                  schemas: tuple[pa.Schema, pa.Schema] = (RECORD_SCHEMA, REJECT_SCHEMA),

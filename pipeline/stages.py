@@ -63,7 +63,7 @@ def steps(config: RunConfig, source: str, index: RunIndex, mode: str = "narrate"
     `mode` "narrate" builds CoT from problems; "verify" checks CoT made elsewhere (`source` names the input).
     `index` is what ingest asks which items are done and which calls are repeats.
     """
-    pool = (1, config.ray.executors)
+    pool = (config.ray.min_executors, config.ray.executors)
     # Executors (and the verifier, which runs backward answers) go where CPUs are, or on the nodes that
     # advertise `ray.executor_resource`.
     on_executors = {config.ray.executor_resource: 1.0} if config.ray.executor_resource else {}

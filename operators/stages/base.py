@@ -22,6 +22,10 @@ import pyarrow as pa
 
 from operators.records import WORK_SCHEMA, reject, table
 
+# Stages far lighter than execution (parsing, decontamination, writing: under 1% of a run's busy time) reserve no
+# CPU, so that their fixed pools leave a small machine's CPUs to the executor and verifier pools.
+LIGHT = 0.0
+
 
 @dataclass(frozen=True)
 class Placement:

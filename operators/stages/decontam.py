@@ -6,7 +6,7 @@ from typing import Any
 
 from operators.ingest.decontam import BenchmarkIndex
 from operators.records import reject
-from operators.stages.base import RowStage
+from operators.stages.base import LIGHT, Placement, RowStage
 
 
 class DecontamStage(RowStage):
@@ -15,6 +15,7 @@ class DecontamStage(RowStage):
     benchmarks (small: thousands of items)."""
 
     name = "ingest"  # counted as part of ingest: a contaminated problem never enters the dataset
+    placement = Placement(cpus=LIGHT)
 
     def __init__(self, benchmarks: dict[str, dict[str, str]], n: int = 10, threshold: float = 0.5) -> None:
         """`benchmarks`: name → item id → code (read by the driver, so no node needs the files)."""

@@ -24,7 +24,7 @@ from operators.ingest.formats import (
 from operators.ingest.index import LocalIndex, RunIndex, token_of
 from operators.records import reject
 from operators.sandbox.calls import BadInput, check_syntax
-from operators.stages.base import RowStage, guarded
+from operators.stages.base import LIGHT, Placement, RowStage, guarded
 
 
 class LineParser(RowStage):
@@ -35,6 +35,7 @@ class LineParser(RowStage):
     """
 
     name = "ingest"
+    placement = Placement(cpus=LIGHT)
     index: RunIndex
 
     def parse(self, text: str, at: str | None) -> list[dict[str, Any]]:
