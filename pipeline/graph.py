@@ -65,30 +65,15 @@ def input_size(config: RunConfig, source: Location) -> int | None:
 
 def through(ds: ray.data.Dataset, stage_steps: list[Step], counts: Any) -> ray.data.Dataset:
     """`ds` through each step in order, each a `map_batches` over the actor pool its stage declares; the steps
-    `pipeline.progress.reported` names report their progress to `counts`. Each step's output comes in blocks of
-    at most the next step's batch (`in_blocks`)."""
+    `pipeline.progress.reported` names report their progress to `counts`."""
     shown = reported(stage_steps)
     for i, step in enumerate(stage_steps):
         stage, args = step.stage, step.args
         if i in shown:
             stage, args = reporting(stage), {**args, "counts": counts}
-        if i + 1 < len(stage_steps):
-            stage = in_blocks(stage, stage_steps[i + 1].batch_size)
         ds = ds.map_batches(stage, batch_format="pyarrow", batch_size=step.batch_size, fn_constructor_kwargs=args,
                             **ray_options(step))
     return ds
-
-
-def in_blocks(stage: type, rows: int) -> type:
-    """`stage` yielding its output in blocks of at most `rows` rows. Ray Data's bundler joins small blocks into
-    a batch but never splits a large one: without this, the thousands of calls one ingest batch of MBPP+ lines
-    becomes would reach a single executor actor as one block."""
-
-    def call(self: Any, batch: pa.Table) -> Iterator[pa.Table]:
-        for part in stage.__call__(self, batch).to_batches(max_chunksize=rows):
-            yield pa.Table.from_batches([part])
-
-    return type(stage.__name__, (stage,), {"__call__": call, "__doc__": stage.__doc__})
 
 
 def drain(config: RunConfig, source: Location, stage_steps: list[Step], funnel: Funnel, progress: Progress) -> None:
