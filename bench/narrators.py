@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from operators.ingest.index import LocalIndex
 from operators.llm.backends import Sampling, TransformersBackend
 from operators.llm.models import DEFAULT_MODEL
 from operators.records import table
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def traced_items(problems: int) -> list[dict]:
     """The first `problems` CRUXEval problems through the run's own ingest and execute stages."""
-    ingest, execute, *_ = steps(cfg.load(None, {}), "bench", frozenset())
+    ingest, execute, *_ = steps(cfg.load(None, {}), "bench", LocalIndex())
     lines = DATA.read_text().splitlines()[:problems]
     return [row for batch in run_local([ingest, execute], lines) for row in batch.to_pylist() if not row.get("reason")]
 

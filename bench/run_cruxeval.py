@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from operators.ingest.index import LocalIndex
 from pipeline import config as cfg
 from pipeline.graph import run
 from pipeline.progress import Progress
@@ -30,7 +31,7 @@ def sequential(config: cfg.RunConfig) -> tuple[float, int]:
     """The same stages in one process (`run_local`), on batches of `ray.batch_size` lines: no Ray, no Parquet."""
     started = time.perf_counter()
     lines = itertools.islice(iter_lines(locate(config.input, config.storage)), config.limit)
-    accepted = sum(not row.get("reason") for batch in run_local(steps(config, "bench", frozenset()), lines,
+    accepted = sum(not row.get("reason") for batch in run_local(steps(config, "bench", LocalIndex()), lines,
                                                                 config.ray.batch_size) for row in batch.to_pylist())
     return time.perf_counter() - started, accepted
 

@@ -26,7 +26,9 @@ VERIFICATION = pa.struct([
     ("sentences", pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()), ("kind", pa.string()),
                                       ("verdict", pa.string()), ("step", pa.int32())]))),
 ])
-PLACEMENT = pa.list_(pa.struct([("stage", pa.string()), ("node", pa.string())]))
+# Where a stage worked on a row: its stage, node, step (the stage class) and actor. Work rows only, never written.
+PLACEMENT = pa.list_(pa.struct([("stage", pa.string()), ("node", pa.string()), ("step", pa.string()),
+                                ("actor", pa.string())]))
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 # Columns of an accepted record, in order (DESIGN.md, "Output dataset").
@@ -78,7 +80,7 @@ WORK_SCHEMA = pa.schema([
     ("directions", pa.list_(pa.string())),
     ("record_ids", pa.list_(pa.string())),
     ("rows_read", pa.int32()),
-    ("placement", PLACEMENT),  # each stage that worked on the row, and on which node
+    ("placement", PLACEMENT),  # each stage that worked on the row, and on which node and actor
     ("retried", pa.bool_()),  # a rejected model attempt that was asked again: kept, but not the item's outcome
     ("tokens_in", pa.int64()),
     ("tokens_out", pa.int64()),

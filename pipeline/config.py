@@ -39,8 +39,25 @@ class ConfigError(ValueError):
 class RayConfig:
     address: str | None = None
     executors: int = 2
+    # Actors each executor and verifier pool starts with. Ray Data grows a pool only within its operator's share
+    # of the CPUs (about CPUs / number of stages): on a small machine the pools stay at this size.
+    min_executors: int = 1
     batch_size: int = 16
     executor_resource: str | None = None  # a custom resource executor actors request, e.g. "executor" nodes
+
+
+@dataclass
+class IngestConfig:
+    """The ingest pool, and the run index it asks (operators/ingest/index.py): where placement, not content, is set."""
+
+    actors: int = 2  # parsing actors (a fixed pool); decontamination, when on, gets as many
+    shards: int = 2  # index actors (no CPU), each holding 1/shards of the output's done ids and of the calls met
+
+
+@dataclass
+class SinkConfig:
+    actors: int = 2  # Parquet writers (a fixed pool)
+    rows_per_file: int = 10_000  # rows of a sink batch, split between records/ and rejected/
 
 
 @dataclass
@@ -191,6 +208,8 @@ class RunConfig:
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     limit: int | None = None
     ray: RayConfig = field(default_factory=RayConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     tracer: TracerConfig = field(default_factory=TracerConfig)
     narrator: NarratorConfig = field(default_factory=NarratorConfig)
@@ -328,7 +347,13 @@ def validate(config: RunConfig) -> None:
     checks = [
         (config.export.max_tokens is None or config.export.max_tokens >= 1, "export.max_tokens must be at least 1"),
         (config.ray.executors >= 1, "ray.executors must be at least 1"),
+        (1 <= config.ray.min_executors <= config.ray.executors,
+         "ray.min_executors must be between 1 and ray.executors"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
+        (config.ingest.actors >= 1, "ingest.actors must be at least 1"),
+        (config.ingest.shards >= 1, "ingest.shards must be at least 1"),
+        (config.sink.actors >= 1, "sink.actors must be at least 1"),
+        (config.sink.rows_per_file >= 1, "sink.rows_per_file must be at least 1"),
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
         (config.sandbox.wall_timeout_s >= config.sandbox.timeout_s,
          "sandbox.wall_timeout_s must be at least sandbox.timeout_s"),

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,16 +27,17 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from operators.dataset import tokens
+from operators.ingest.index import LocalIndex, RunIndex
 from operators.sandbox.client import Sandbox
 from operators.stages.base import Placement
 from pipeline.card import CARD, write_card
 from pipeline.config import ConfigError, RunConfig
 from pipeline.html_report import write_html
 from pipeline.progress import Progress, reported, reporting
-from pipeline.report import Funnel, narration_summary, placement, stage_timings, versions, write_report
+from pipeline.report import Funnel, actors, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sources import InputError, count_rows, input_files, iter_lines, read_problems
 from pipeline.stages import Step, ingest_step, limits, run_local, sink_step, steps
-from pipeline.state import DoneIndex, count_done
+from pipeline.state import DoneIndex, count_done, sharded_index
 from pipeline.storage import Location, ensure_writable, locate
 from pipeline.tally import Tally, count
 
@@ -100,12 +101,13 @@ def ray_options(step: Step) -> dict[str, Any]:
     return options
 
 
-def up_to_date_tally(config: RunConfig, source: Location, done: Container[str], mode: str) -> Tally | None:
+def up_to_date_tally(config: RunConfig, source: Location, index: RunIndex, mode: str) -> Tally | None:
     """The funnel of a run with nothing left to do, worked out in this process; None if there is work.
 
-    This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all.
+    This is the ingest stage run on the driver, so a rerun over an unchanged input needs no cluster at all
+    (for outputs up to `DRIVER_CHECK_LIMIT` rows: their ids are loaded here).
     """
-    ingest = [ingest_step(config, Path(source.path).name, done, mode)]
+    ingest = [ingest_step(config, Path(source.path).name, index, mode)]
     tally = Tally()
     for batch in run_local(ingest, itertools.islice(iter_lines(source), config.limit)):
         rows = batch.to_pylist()
@@ -196,10 +198,10 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
     started = time.time()
     source, output = check_before_running(config)
     already = count_done(output)
-    done = DoneIndex(config.output, config.storage)  # loaded by the ingest actor, not here (see pipeline/state.py)
     funnel = Funnel()
     status = "finished"
-    up_to_date = up_to_date_tally(config, source, done, mode) if 0 < already <= DRIVER_CHECK_LIMIT else None
+    up_to_date = up_to_date_tally(config, source, LocalIndex(DoneIndex(config.output, config.storage)), mode) \
+        if 0 < already <= DRIVER_CHECK_LIMIT else None
     if up_to_date is not None:
         funnel.add(up_to_date)
         progress = progress or Progress()
@@ -210,8 +212,10 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
             try:
                 ray_started = start_ray(config.ray.address)
                 refuse_unshared_output(config, output)
-                drain(config, source, [*steps(config, Path(source.path).name, done, mode), sink_step(config, run_id)],
-                      funnel, progress)
+                # The index shards load the output's done ids, each its slice; not the driver (pipeline/state.py).
+                with sharded_index(config.output, config.storage, config.ingest.shards) as index:
+                    drain(config, source, [*steps(config, Path(source.path).name, index, mode),
+                                           sink_step(config, run_id, index)], funnel, progress)
             except KeyboardInterrupt:
                 status = "interrupted"
             finally:
@@ -254,6 +258,7 @@ def finish(config: RunConfig, output: Location, run_id: str, mode: str, status: 
         "stage_busy_s": stage_timings(funnel),
         "narration": narration_summary(funnel.tally, config.narrator),
         "placement": placement(funnel.tally),
+        "actors": actors(funnel.tally),
         "lengths": funnel.lengths(),
         "timeline": timeline,
         "records_per_s": round(funnel.tally.accepted / wall, 2),
@@ -283,9 +288,9 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
     files = input_files(source)
     tokens.load(config.tokenizer)
     already = count_done(output)
-    done = DoneIndex(config.output, config.storage)
+    index = LocalIndex(DoneIndex(config.output, config.storage))
     tally = Tally()
-    ingest = ingest_step(config, Path(source.path).name, done, mode)
+    ingest = ingest_step(config, Path(source.path).name, index, mode)
     try:
         for batch in run_local([ingest], itertools.islice(iter_lines(source), config.limit)):
             tally.add(count(batch.to_pylist())[0])
@@ -301,7 +306,7 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
                                                   if rejected else ""),
              f"to run:   {tally.items - tally.skipped - rejected} items on {where}",
              "stages:"]
-    for step in [*steps(config, Path(source.path).name, done, mode), sink_step(config, "dry-run")]:
+    for step in [*steps(config, Path(source.path).name, index, mode), sink_step(config, "dry-run", index)]:
         low, high = (1, 1) if step.stage.placement.single_actor else step.actors
         extra = f", GPUs {step.gpus}" if step.gpus else ""
         extra += f", resources {step.resources}" if step.resources else ""

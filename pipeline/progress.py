@@ -8,6 +8,7 @@ the sink wrote, the rate, and the time left when the input's size is known. Inpu
 (an input row becomes several work rows downstream; each counts once, through its `rows_read`).
 
 The sink's counts do not come from here: the driver reads them from the sink's own output (`pipeline.graph.drain`).
+They move in steps of a file (`sink.rows_per_file` rows): the stages' own counts are what shows a run moving.
 """
 
 from __future__ import annotations

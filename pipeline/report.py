@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections import Counter
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -100,6 +101,11 @@ def placement(tally: Tally) -> dict[str, dict[str, int]]:
     for (stage, node), n in sorted(tally.placement.items()):
         nodes.setdefault(stage, {})[node] = n
     return nodes
+
+
+def actors(tally: Tally) -> dict[str, int]:
+    """How many actors of each step (stage class) worked on rows: a pool's size as the run used it."""
+    return dict(sorted(Counter(step for step, _ in tally.actors).items()))
 
 
 def narration_summary(tally: Tally, narrator: Any) -> dict[str, Any]:

@@ -1,9 +1,19 @@
 """The Parquet sink: accepted rows to `records/`, rejected rows to `rejected/`, one tally row per batch out.
 
-Writes are idempotent: a row already written in this run is not written again (an upstream task retried
-after a crash may resend it), and a file is named after the hash of the record ids it holds, so a retried
-sink batch rewrites the same file instead of adding a copy; on local disks a file appears under its final name only
-once complete (written to a hidden temporary name, then renamed), so an interrupted run leaves no torn file.
+The sink runs as a pool of actors, each writing whole batches: a file holds the rows of one batch, so files
+are sized by rows (the sink step's batch size, `sink.rows_per_file`, which Ray Data's bundler fills; the last
+batches of a run are smaller).
+
+Writes are idempotent: a row already written in this run is not written again (an upstream task retried after
+a crash may resend it, in another batch, to another sink actor): each batch claims its rows in the run index
+(`operators.ingest.index`) and writes those no other batch claimed first. A retried sink batch claims the same
+rows again, and a file is named after the hash of the record ids it holds, so it rewrites the same file instead
+of adding a copy. On local disks a file appears under its final name only once complete (written to a hidden
+temporary name, then renamed), so an interrupted run leaves no torn file.
+
+There is no flush on a timer: a sink actor that kept rows across batches would have returned (so Ray Data
+counts as done) batches it had not written, and its death would lose them. A file is written within the call
+that received its rows, so a sink that dies mid-batch has its batch retried.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from operators.ids import content_hash
+from operators.ingest.index import LocalIndex, RunIndex, token_of
 from operators.records import RECORD_SCHEMA, REJECT_SCHEMA, table
-from operators.stages.base import Placement
+from operators.stages.base import LIGHT, Placement, step_name, worker
 from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate
 from pipeline.tally import count
@@ -27,37 +38,45 @@ TALLY_SCHEMA = pa.schema([("tally", pa.string())])
 class ParquetSink:
     """The last stage: writes one batch of finished work rows and returns what it counted (a `Tally`).
 
-    A single actor: it remembers the rows this run wrote."""
+    `index` remembers the rows written in this run across the pool (a `pipeline.state.ShardedIndex`); the
+    default, a `LocalIndex`, remembers them in this actor only, which is right for a sink of one actor."""
 
-    placement = Placement(single_actor=True)
+    placement = Placement(cpus=LIGHT)
 
     def __init__(self, output: str, storage: StorageConfig, run_id: str, kept: str = "records",
-                 schemas: tuple[pa.Schema, pa.Schema] = (RECORD_SCHEMA, REJECT_SCHEMA)) -> None:
+                 schemas: tuple[pa.Schema, pa.Schema] = (RECORD_SCHEMA, REJECT_SCHEMA),
+                 index: RunIndex | None = None) -> None:
         self.location: Location = locate(output, storage)
         self.run_id = run_id
         self.kept = kept  # the folder accepted rows go to (`problems` for synthesis); rejected rows go to rejected/
         self.schemas = schemas  # of accepted and of rejected rows
-        self.seen: set[str] = set()  # rows written by this run: a retried upstream task may send them again
+        self.index = index or LocalIndex()
+        self.actor = worker()[1]
         for part in (kept, "rejected"):
             self.location.fs.create_dir(self.location.join(part), recursive=True)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        tally, accepted, rejected = count(self._first_time(batch.to_pylist()))
+        fresh = self._first_time(batch.to_pylist())
+        tally, accepted, rejected = count(fresh)
+        tally.actors[step_name(self), self.actor] += len(fresh)
         kept_schema, rejected_schema = self.schemas
         self._write(self.kept, table([{**row, "run_id": self.run_id} for row in accepted], kept_schema))
         self._write("rejected", table([{**row, "run_id": self.run_id} for row in rejected], rejected_schema))
         return pa.table({"tally": [tally.to_json()]}, schema=TALLY_SCHEMA)
 
     def _first_time(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop rows already written (and counted) in this run: a task retried after a crash resends them."""
-        fresh = []
+        """Drop rows another batch of this run claimed first: a task retried after a crash resends them."""
+        keyed = {}  # row key → row, the first of a key in this batch
+        unkeyed = []
         for row in rows:
-            key = row.get("record_id") or ",".join(row.get("record_ids") or [])
-            if key and key in self.seen:
-                continue
-            self.seen.add(key)
-            fresh.append(row)
-        return fresh
+            key = row.get("record_id") or (row.get("record_ids") or [None])[0]
+            if key is None:
+                unkeyed.append(row)
+            else:
+                keyed.setdefault(key, row)
+        ids = sorted(keyed)
+        fresh = self.index.claim(ids, token_of(*ids))
+        return [*unkeyed, *(keyed[key] for key, ok in zip(ids, fresh, strict=True) if ok)]
 
     def _write(self, folder: str, rows: pa.Table) -> None:
         if rows.num_rows == 0:

@@ -51,7 +51,8 @@ def input_files(location: Location) -> list[str]:
 
 
 def read_problems(location: Location) -> ray.data.Dataset:
-    """Every input row as `{"text": <one JSON object>}`, whatever the file type."""
+    """Every input row as `{"text": <one JSON object>, "at": <file>:<row>}`, whatever the file type. `at` names
+    the row's place, so that ingest asks the run index the same question when a batch is retried."""
     files = input_files(location)
     jsonl = [f for f in files if f.endswith(JSONL_SUFFIXES)]
     parquet = [f for f in files if f.endswith(PARQUET_SUFFIXES)]
@@ -105,7 +106,7 @@ class JsonLines(FileBasedDatasource):
     does not fail its whole file: it is marked and rejected alone at ingest."""
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-        yield pa.table({"text": pa.array(lines_of(f.readall()), pa.string())})
+        yield rows_at(lines_of(f.readall()), path, 0)
 
 
 class ParquetRows(FileBasedDatasource):
@@ -115,8 +116,16 @@ class ParquetRows(FileBasedDatasource):
     read and the actor pools, left a whole run waiting forever on a 2-CPU machine."""
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
+        first = 0
         for batch in pq.ParquetFile(pa.BufferReader(f.readall())).iter_batches():  # Parquet needs to seek
-            yield pa.table({"text": pa.array([_as_text(row) for row in batch.to_pylist()], pa.string())})
+            yield rows_at([_as_text(row) for row in batch.to_pylist()], path, first)
+            first += batch.num_rows
+
+
+def rows_at(texts: list[str], path: str, first: int) -> pa.Table:
+    """Input rows with their place in the input: `<path>:<row number>`, counted from `first`."""
+    return pa.table({"text": pa.array(texts, pa.string()),
+                     "at": pa.array([f"{path}:{first + i}" for i in range(len(texts))], pa.string())})
 
 
 def _as_text(row: dict) -> str:

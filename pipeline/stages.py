@@ -6,18 +6,20 @@
 `pipeline/graph.py` builds the Ray Data graph from this list; `run_local` runs the same list in this process,
 without Ray (the up-to-date check of a rerun, the benches, tests). A stage declares its own placement policy
 (`operators.stages.base.Placement`: single actor, CPUs, executor nodes); a step adds what the config decides.
+Ingest and the sink share the run index (`operators.ingest.index`): sharded actors on Ray, in this process here.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
+from operators.ingest.index import RunIndex
 from operators.llm.backends import Sampling, Secret
 from operators.sandbox.client import Limits
 from operators.stages.decontam import DecontamStage
@@ -32,7 +34,6 @@ from pipeline.decontaminate import read_benchmarks
 from pipeline.sinks import ParquetSink
 
 LINES_PER_BATCH = 64
-SINK_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Step:
     stage: type
     args: dict[str, Any]
     batch_size: int
-    actors: tuple[int, int] = (1, 1)  # pool size, min and max; a single-actor stage always gets (1, 1)
+    actors: tuple[int, int] = (1, 1)  # pool size, min and max (equal: a fixed pool); a single-actor stage gets (1, 1)
     cpus: float | None = None  # per actor, when the config decides it rather than the stage
     gpus: float = 0.0
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources each actor needs
@@ -56,21 +57,22 @@ def limits(config: RunConfig) -> Limits:
                   max_tasks=sandbox.max_tasks)
 
 
-def steps(config: RunConfig, source: str, done: Container[str], mode: str = "narrate") -> list[Step]:
+def steps(config: RunConfig, source: str, index: RunIndex, mode: str = "narrate") -> list[Step]:
     """The run's processing stages in order (the sink comes after them: `sink_step`).
 
     `mode` "narrate" builds CoT from problems; "verify" checks CoT made elsewhere (`source` names the input).
+    `index` is what ingest asks which items are done and which calls are repeats.
     """
-    pool = (1, config.ray.executors)
+    pool = (config.ray.min_executors, config.ray.executors)
     # Executors (and the verifier, which runs backward answers) go where CPUs are, or on the nodes that
     # advertise `ray.executor_resource`.
     on_executors = {config.ray.executor_resource: 1.0} if config.ray.executor_resource else {}
     sandbox = {"limits": limits(config), "require": tuple(config.sandbox.require)}
-    out = [ingest_step(config, source, done, mode)]
-    if config.decontam.against:
+    out = [ingest_step(config, source, index, mode)]
+    if config.decontam.against:  # each actor holds the benchmarks' index: they are small
         out.append(Step(DecontamStage, {"benchmarks": read_benchmarks(config.decontam.against),
                                         "n": config.decontam.ngram, "threshold": config.decontam.threshold},
-                        LINES_PER_BATCH))
+                        LINES_PER_BATCH, (config.ingest.actors, config.ingest.actors)))
     out.append(Step(Executor, {**sandbox, "max_events": config.tracer.max_events,
                                "max_value_len": config.tracer.max_value_len},
                     config.ray.batch_size, pool, resources=on_executors))
@@ -83,14 +85,15 @@ def steps(config: RunConfig, source: str, done: Container[str], mode: str = "nar
     return out
 
 
-def ingest_step(config: RunConfig, source: str, done: Container[str], mode: str) -> Step:
-    """Problems to narrate (`narrate`) or narrations to check (`verify`), from raw input lines."""
+def ingest_step(config: RunConfig, source: str, index: RunIndex, mode: str) -> Step:
+    """Problems to narrate (`narrate`) or narrations to check (`verify`), from raw input lines: a fixed pool."""
+    pool = (config.ingest.actors, config.ingest.actors)
     if mode == "verify":
-        return Step(ParseNarrations, {"source": source, "fingerprint": config.fingerprint(), "done": done},
-                    LINES_PER_BATCH)
+        return Step(ParseNarrations, {"source": source, "fingerprint": config.fingerprint(), "index": index},
+                    LINES_PER_BATCH, pool)
     return Step(ParseProblems, {"fmt": None if config.format == "auto" else config.format, "source": source,
                                 "fingerprint": config.fingerprint(), "directions": tuple(config.directions),
-                                "done": done, "samples": config.narrator.samples}, LINES_PER_BATCH)
+                                "index": index, "samples": config.narrator.samples}, LINES_PER_BATCH, pool)
 
 
 def narrate_step(config: RunConfig) -> Step:
@@ -122,8 +125,11 @@ def verifier_args(config: RunConfig) -> dict[str, Any]:
             "strict": config.verifier.strict, "full_iterations": config.narrator.full_iterations}
 
 
-def sink_step(config: RunConfig, run_id: str) -> Step:
-    return Step(ParquetSink, {"output": config.output, "storage": config.storage, "run_id": run_id}, SINK_BATCH)
+def sink_step(config: RunConfig, run_id: str, index: RunIndex, **args: Any) -> Step:
+    """The Parquet writers: a fixed pool, one file (per folder) per batch of `sink.rows_per_file` rows; `args`
+    are further `ParquetSink` arguments (synthesis: its folder and schemas)."""
+    return Step(ParquetSink, {"output": config.output, "storage": config.storage, "run_id": run_id, "index": index,
+                              **args}, config.sink.rows_per_file, (config.sink.actors, config.sink.actors))
 
 
 def run_local(stage_steps: Sequence[Step], lines: Iterable[str],

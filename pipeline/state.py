@@ -1,19 +1,30 @@
-"""Incremental state: which record ids an output already holds, accepted or rejected.
+"""Incremental state: which record ids an output already holds, accepted or rejected, and the run's index.
 
-`DoneIndex` is what the ingest stage asks "is this item done?". It travels to the ingest actor as two
-strings (the output's address) and loads there on first use, so the driver never holds the ids. It reads
-only the `record_id` column and keeps the first 64 bits of each id in a sorted array: 8 bytes per record
-(100M records: 800 MB in one actor, against ~10 GB as a set of Python strings). Ids are uniform hashes, so a
-new id sharing its first 64 bits with any of 1e8 done ones has a chance of about 5e-12.
+`DoneIndex` answers "is this item done?" for one slice of the keys (`operators.ingest.index`: a record id's
+first 64 bits, slice `key % shards`). It travels as the output's address and loads where it is first asked,
+so the driver never holds the ids. It reads only the `record_id` column and keeps the keys of its slice in a
+sorted array: 8 bytes per record (100M records over 4 slices: 200 MB per slice, against ~10 GB as a set of
+Python strings). Every slice reads the whole column once, keeping its part. Ids are uniform hashes, so a new
+id sharing its first 64 bits with any of 1e8 done ones has a chance of about 5e-12.
+
+`ShardedIndex` is the run index on Ray: one `IndexShard` actor (no CPU) per slice, holding that slice's done
+keys, the calls met so far and the rows written this run. An index shard is not restarted when it dies (its
+counts would start again): the run fails, and a rerun skips what was written.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import ray
 
+from operators.ingest.index import KeySlice, RunIndex, id_keys, sorted_contains
 from pipeline.config import StorageConfig
 from pipeline.storage import Location, locate
 
@@ -21,30 +32,27 @@ _ID_SCHEMA = pa.schema([("record_id", pa.string())])
 FOLDERS = ("records", "rejected")  # of a run's output; a synthesis output has problems/ and rejected/
 
 
-def keys(ids: list[str]) -> np.ndarray:
-    """The first 64 bits of each hex record id, as unsigned integers."""
-    return np.frombuffer(bytes.fromhex("".join(i[:16].ljust(16, "0") for i in ids)), dtype=">u8").astype(np.uint64)
-
-
 class DoneIndex:
-    """The record ids in an output, loaded lazily where it is first asked (see the module docstring)."""
+    """The record ids in an output (those of slice `shard` of `shards`), loaded lazily where first asked."""
 
-    def __init__(self, output: str, storage: StorageConfig, folders: tuple[str, ...] = FOLDERS) -> None:
+    def __init__(self, output: str, storage: StorageConfig, folders: tuple[str, ...] = FOLDERS, shard: int = 0,
+                 shards: int = 1) -> None:
         self.output = output
         self.storage = storage
         self.folders = folders
+        self.shard = shard
+        self.shards = shards
         self._keys: np.ndarray | None = None
 
     def __getstate__(self) -> dict:  # ship the address, not the ids
-        return {"output": self.output, "storage": self.storage, "folders": self.folders, "_keys": None}
+        return {**self.__dict__, "_keys": None}
 
     def __contains__(self, record_id: object) -> bool:
-        if not isinstance(record_id, str):
-            return False
-        loaded = self.loaded()
-        key = keys([record_id])[0]
-        position = np.searchsorted(loaded, key)
-        return bool(position < len(loaded) and loaded[position] == key)
+        return isinstance(record_id, str) and bool(self.contains(id_keys([record_id]))[0])
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Which of `keys` (all of this slice) are done."""
+        return sorted_contains(self.loaded(), keys)
 
     def __len__(self) -> int:
         return len(self.loaded())
@@ -52,9 +60,43 @@ class DoneIndex:
     def loaded(self) -> np.ndarray:
         if self._keys is None:
             location = locate(self.output, self.storage)
-            parts = [keys(batch.column(0).to_pylist()) for batch in _id_batches(location, self.folders)]
+            parts = [self._mine(id_keys(batch.column(0).to_pylist())) for batch in _id_batches(location, self.folders)]
             self._keys = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
         return self._keys
+
+    def _mine(self, keys: np.ndarray) -> np.ndarray:
+        return keys[keys % np.uint64(self.shards) == self.shard] if self.shards > 1 else keys
+
+
+IndexShard = ray.remote(num_cpus=0, max_restarts=0)(KeySlice)
+
+
+class ShardedIndex(RunIndex):
+    """The run index over one `IndexShard` actor per slice: one remote call per slice per question.
+
+    Actors ask the slices rather than rows going to the actor that owns their key: Ray Data routes rows by key
+    only through its hash shuffle (`groupby`, `repartition(keys=…)`), which is a barrier: nothing after it
+    starts before the whole input is read, so a run would stop streaming."""
+
+    def __init__(self, shards: list[Any]) -> None:
+        self.handles = shards
+        self.shards = len(shards)
+
+    def _send(self, method: str, questions: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
+        sent = {s: getattr(self.handles[s], method).remote(*question) for s, question in questions.items()}
+        return dict(zip(sent, ray.get(list(sent.values())), strict=True))
+
+
+@contextlib.contextmanager
+def sharded_index(output: str, storage: StorageConfig, shards: int,
+                  folders: tuple[str, ...] = FOLDERS) -> Iterator[ShardedIndex]:
+    """A `ShardedIndex` of `shards` actors over the output's done ids, for the block's run; killed after it."""
+    handles = [IndexShard.remote(DoneIndex(output, storage, folders, shard, shards)) for shard in range(shards)]
+    try:
+        yield ShardedIndex(handles)
+    finally:
+        for handle in handles:
+            ray.kill(handle)
 
 
 def count_done(location: Location, folders: tuple[str, ...] = FOLDERS) -> int:

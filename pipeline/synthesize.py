@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow.dataset as pads
 
+from operators.ingest.index import RunIndex
 from operators.llm.backends import Sampling, Secret
 from operators.records import PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA
 from operators.stages.agree import Agree, Dedup, ExecutePairs, ParseCandidates
@@ -32,11 +33,13 @@ from pipeline.html_report import write_html
 from pipeline.progress import Progress
 from pipeline.report import Funnel, stage_timings, versions, write_report
 from pipeline.sources import input_files
-from pipeline.stages import LINES_PER_BATCH, SINK_BATCH, Step, limits
-from pipeline.state import DoneIndex, count_done
+from pipeline.stages import LINES_PER_BATCH, Step, limits
+from pipeline.stages import sink_step as run_sink_step
+from pipeline.state import count_done, sharded_index
 from pipeline.storage import Location, ensure_writable, locate
 
 PROBLEMS = "problems"
+SINK_ROWS = 256  # model-made problems come slowly: written every few hundred, not held for a run's worth of files
 FOLDERS = (PROBLEMS, "rejected")
 STAGES = {"agree": ("ingest", "execute", "agree", "dedup"),
           "synthesize": ("ingest", "generate", "execute", "agree", "dedup")}
@@ -62,7 +65,7 @@ class KeptProblems:
             yield from zip(batch.column("id").to_pylist(), batch.column("code").to_pylist(), strict=True)
 
 
-def steps(config: RunConfig, mode: str, source: str, done: DoneIndex) -> list[Step]:
+def steps(config: RunConfig, mode: str, source: str, index: RunIndex) -> list[Step]:
     """The stages of `agree` or `synthesize`, in order (the sink comes after them)."""
     fingerprint = config.synth_fingerprint(model=mode == "synthesize")
     synth = config.synth
@@ -70,10 +73,11 @@ def steps(config: RunConfig, mode: str, source: str, done: DoneIndex) -> list[St
     pool = (1, config.ray.executors)
     sandbox = {"limits": limits(config), "require": tuple(config.sandbox.require)}
     if mode == "agree":
-        first = [Step(ParseCandidates, {"source": source, "fingerprint": fingerprint, "done": done,
+        first = [Step(ParseCandidates, {"source": source, "fingerprint": fingerprint, "index": index,
                                         "max_pairs": synth.max_pairs}, LINES_PER_BATCH, pool)]
     else:
-        first = [Step(ParseSeeds, {"source": source, "fingerprint": fingerprint, "done": done}, LINES_PER_BATCH, pool),
+        first = [Step(ParseSeeds, {"source": source, "fingerprint": fingerprint, "index": index}, LINES_PER_BATCH,
+                      pool),
                  generate_step(config)]
     return [*first,
             # a candidate set is n x m programs: smaller batches keep the pool's actors evenly busy
@@ -114,7 +118,6 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray
     started = time.time()
     source, output = check_before_running(config)
     already = count_done(output, FOLDERS)
-    done = DoneIndex(config.output, config.storage, FOLDERS)
     funnel = Funnel(STAGES[mode], NAMES[mode])
     status = "finished"
     with stderr_to_log(output, run_id) as terminal:
@@ -122,8 +125,9 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray
         ray_started = False
         try:
             ray_started = start_ray(config.ray.address)
-            drain(config, source, [*steps(config, mode, Path(source.path).name, done), sink_step(config, run_id)],
-                  funnel, progress)
+            with sharded_index(config.output, config.storage, config.ingest.shards, FOLDERS) as index:
+                drain(config, source, [*steps(config, mode, Path(source.path).name, index),
+                                       sink_step(config, run_id, index)], funnel, progress)
         except KeyboardInterrupt:
             status = "interrupted"
         finally:
@@ -147,11 +151,10 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray
     return report
 
 
-def sink_step(config: RunConfig, run_id: str) -> Step:
-    from pipeline.sinks import ParquetSink
-
-    return Step(ParquetSink, {"output": config.output, "storage": config.storage, "run_id": run_id,
-                              "kept": PROBLEMS, "schemas": (PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA)}, SINK_BATCH)
+def sink_step(config: RunConfig, run_id: str, index: RunIndex) -> Step:
+    """The run's sink pool, writing kept problems to problems/ in files of `SINK_ROWS` rows."""
+    step = run_sink_step(config, run_id, index, kept=PROBLEMS, schemas=(PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA))
+    return dataclasses.replace(step, batch_size=SINK_ROWS)
 
 
 def check_before_running(config: RunConfig) -> tuple[Location, Location]:

@@ -37,6 +37,7 @@ class Tally:
     narrated: Counter[tuple[str, str]] = field(default_factory=Counter)  # (narrator, direction) → narrations
     accepted_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # (narrator, direction) → records
     placement: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, node) → rows made there
+    actors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (step, actor) → rows made (written) there
     lengths: Counter[tuple[str, int]] = field(default_factory=Counter)  # (measure, bucket) → records: `bucket`
     generations: Counter[tuple[str, str]] = field(default_factory=Counter)  # synthesis: (kind, outcome) → answers
 
@@ -61,7 +62,7 @@ class Tally:
         tally = cls(**{name: data[name] for name in ("rows_read", "skipped", "accepted", "retried_attempts")})
         tally.busy_s.update(data["busy_s"])
         tally.tokens.update(data["tokens"])
-        for name in ("rejected", "narrated", "accepted_by", "placement", "lengths", "generations"):
+        for name in ("rejected", "narrated", "accepted_by", "placement", "actors", "lengths", "generations"):
             getattr(tally, name).update({(a, b): n for a, b, n in data[name]})
         return tally
 
@@ -84,6 +85,7 @@ def count(rows: list[dict[str, Any]]) -> tuple[Tally, list[dict[str, Any]], list
         tally.rows_read += row.get("rows_read") or 0
         for place in row.get("placement") or []:
             tally.placement[place["stage"], place["node"]] += 1
+            tally.actors[place["step"], place["actor"]] += 1
         for key, value in row.items():
             if key.startswith("t_") and value:
                 tally.busy_s[key[2:]] += value

@@ -27,6 +27,9 @@ def test_overrides_and_fingerprint():
     ({"sandbox.require": "network_namespace,teleport"}, "unknown sandbox layer"),
     ({"verifier.min_coverage": 2.0}, "between 0 and 1"),
     ({"ray.executors": 0}, "at least 1"),
+    ({"ingest.shards": 0}, "ingest.shards must be at least 1"),
+    ({"ray.min_executors": 3}, "ray.min_executors must be between 1 and ray.executors"),
+    ({"sink.rows_per_file": 0}, "sink.rows_per_file must be at least 1"),
     ({"limit": "abc"}, "limit must be int"),  # fields whose default is None are checked too
     ({"ray.address": 5}, "ray.address must be str"),
 ])

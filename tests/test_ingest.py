@@ -6,6 +6,7 @@ import pytest
 from conftest import SAMPLES, shared
 
 from operators.ingest.formats import detect_format
+from operators.ingest.index import KeySet, LocalIndex
 from operators.stages.ingest import ParseProblems
 
 
@@ -77,7 +78,7 @@ def test_bad_rows_are_rejected_with_a_reason(line, reason):
 def test_done_items_are_marked_skipped():
     line = first_line(SAMPLES)
     ids = {rid for row in parse(line) for rid in row["record_ids"]}
-    again = parse(line, done=frozenset(ids))
+    again = parse(line, index=LocalIndex(KeySet(ids)))
     assert all(row["skipped"] for row in again)
 
 

@@ -6,6 +6,8 @@ import itertools
 
 from conftest import SAMPLES, shared
 
+from operators.ingest.index import LocalIndex
+from operators.stages.agree import Dedup
 from operators.stages.decontam import DecontamStage
 from operators.stages.execute import Executor
 from operators.stages.export import TrainingColumns
@@ -13,20 +15,22 @@ from operators.stages.ingest import ParseNarrations, ParseProblems
 from operators.stages.narrate import NarrateStage
 from operators.stages.verify import VerifyStage
 from pipeline import config as cfg
-from pipeline.sinks import ParquetSink
 from pipeline.stages import run_local, sink_step, steps
 from pipeline.tally import Tally, count
 
 
 def test_the_stage_list_is_the_dataflow_in_order():
     config = cfg.load(None, {"decontam.against": f"cruxeval={shared('cruxeval/cruxeval.jsonl')}"})
-    assert [step.stage for step in steps(config, "x", frozenset())] == [
+    assert [step.stage for step in steps(config, "x", LocalIndex())] == [
         ParseProblems, DecontamStage, Executor, NarrateStage, VerifyStage, TrainingColumns]
-    assert [step.stage for step in steps(cfg.load(None, {}), "x", frozenset(), "verify")] == [
+    assert [step.stage for step in steps(cfg.load(None, {}), "x", LocalIndex(), "verify")] == [
         ParseNarrations, Executor, VerifyStage, TrainingColumns]
-    single = {step.stage for step in [*steps(config, "x", frozenset()), sink_step(config, "r")]
-              if step.stage.placement.single_actor}
-    assert single == {ParseProblems, DecontamStage, ParquetSink}
+    run = [*steps(config, "x", LocalIndex()), sink_step(config, "r", LocalIndex())]
+    assert not any(step.stage.placement.single_actor for step in run)
+    assert Dedup.placement.single_actor  # synthesis: the problems kept so far
+    pools = {step.stage.__name__: step.actors for step in run}
+    assert pools["ParseProblems"] == pools["DecontamStage"] == pools["ParquetSink"] == (2, 2)
+    assert run[-1].batch_size == config.sink.rows_per_file
     assert Executor.placement.on_executor_nodes and VerifyStage.placement.on_executor_nodes
 
 
@@ -34,7 +38,7 @@ def test_run_local_counts_every_input_row_once_however_many_rows_it_becomes():
     config = cfg.load(None, {})
     lines = SAMPLES.read_text().splitlines()
     tally = Tally()
-    for batch in run_local(steps(config, "samples", frozenset()), lines, lines_per_batch=5):
+    for batch in run_local(steps(config, "samples", LocalIndex()), lines, lines_per_batch=5):
         tally.add(count(batch.to_pylist())[0])
     assert tally.rows_read == len(lines)
     assert tally.accepted == tally.items > len(lines) and not tally.rejected
@@ -44,7 +48,7 @@ def test_run_local_counts_every_input_row_once_however_many_rows_it_becomes():
 
 def test_a_tally_survives_its_trip_from_the_sink():
     config = cfg.load(None, {})
-    rows = [row for batch in run_local(steps(config, "samples", frozenset())[:1],
+    rows = [row for batch in run_local(steps(config, "samples", LocalIndex())[:1],
                                        itertools.islice(SAMPLES.read_text().splitlines(), 3))
             for row in batch.to_pylist()]
     rows.append({"rows_read": 1, "record_id": "r", "stage": "ingest", "reason": "malformed_json"})

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Container
 from typing import Any
 
 from operators.ids import content_hash
 from operators.ingest.formats import BadProblem, json_object, peek_id, row_license
+from operators.ingest.index import LocalIndex, RunIndex
 from operators.records import SYNTH_WORK_SCHEMA, reject
 from operators.sandbox.client import Limits, Sandbox
 from operators.stages.base import Placement, RowStage, guarded
@@ -42,32 +42,31 @@ class ParseCandidates(LineParser):
     placement = Placement()
     schema = SYNTH_WORK_SCHEMA
 
-    def __init__(self, source: str, fingerprint: str, done: Container[str] = frozenset(),
+    def __init__(self, source: str, fingerprint: str, index: RunIndex | None = None,
                  max_pairs: int = MAX_PAIRS) -> None:
         self.source = source
         self.fingerprint = fingerprint
-        self.done = done
+        self.index = index or LocalIndex()
         self.max_pairs = max_pairs
 
-    def parse(self, text: str) -> list[dict[str, Any]]:
+    def parse(self, text: str, at: str | None) -> list[dict[str, Any]]:
         base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1, "generator": "input"}
         try:
             row = json_object(text)
             record_id = content_hash("candidates", row, self.fingerprint)
             candidates = candidate_set(row)
         except BadProblem as err:
-            return [rejected_line(base, text, err, self.done)]
-        work = candidate_row({**base, "record_id": record_id, "seed_id": record_id, "license": row_license(row)},
-                             candidates, self.max_pairs)
-        return [{**work, "skipped": record_id in self.done}]
+            return [rejected_line(base, text, err)]
+        return [candidate_row({**base, "record_id": record_id, "seed_id": record_id, "license": row_license(row)},
+                              candidates, self.max_pairs)]
 
 
-def rejected_line(base: dict[str, Any], text: str, err: BadProblem, done: Container[str]) -> dict[str, Any]:
-    """The rejected row of an input line that is not a usable row (skipped when an earlier run rejected it)."""
+def rejected_line(base: dict[str, Any], text: str, err: BadProblem) -> dict[str, Any]:
+    """The rejected row of an input line that is not a usable row (the ingest stage marks it skipped when an
+    earlier run rejected it)."""
     record_id = content_hash("row", text, base["fingerprint"])
-    rejected = reject({**base, "record_id": record_id, "seed_id": record_id, "id": peek_id(text), "raw": text[:2000]},
-                      "ingest", err.reason, str(err))
-    return {**rejected, "skipped": record_id in done}
+    return reject({**base, "record_id": record_id, "seed_id": record_id, "id": peek_id(text), "raw": text[:2000]},
+                  "ingest", err.reason, str(err))
 
 
 def candidate_row(base: dict[str, Any], candidates: CandidateSet, max_pairs: int = MAX_PAIRS) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Rows that were rejected or skipped earlier pass through untouched, so every input row reaches the sink and
 is counted there. A row that makes the stage itself fail becomes a rejected row (`internal_error`) instead of
 failing the batch. The stage's busy time is spread over the rows it produced (column `t_<name>`), and each
-produced row notes the node that made it (`placement`).
+produced row notes the step, node and actor that made it (`placement`).
 
 A stage declares how it may be placed (`Placement`); the graph (`pipeline/graph.py`) sizes its pool from the
 config and never runs a single-actor stage on more than one actor.
@@ -11,6 +11,7 @@ config and never runs a single-actor stage on more than one actor.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -21,26 +22,37 @@ import pyarrow as pa
 
 from operators.records import WORK_SCHEMA, reject, table
 
+# Stages far lighter than execution (parsing, decontamination, writing: under 1% of a run's busy time) reserve no
+# CPU, so that their fixed pools leave a small machine's CPUs to the executor and verifier pools.
+LIGHT = 0.0
+
 
 @dataclass(frozen=True)
 class Placement:
     """How a stage's actors may be placed: declared by the stage, sized by the config."""
 
-    single_actor: bool = False  # state every row needs (calls seen so far, rows written) lives in one actor
+    single_actor: bool = False  # state every row needs (e.g. problems kept so far) lives in one actor
     cpus: float = 0.1  # per actor; fractional on purpose: on a small machine whole CPUs deadlock (NOTES.md)
     on_executor_nodes: bool = False  # runs untrusted code: goes to the nodes advertising `ray.executor_resource`
 
 
-def node_name() -> str:
-    """The Ray node this process runs on, or the host name outside Ray: where a stage did its work."""
+def worker() -> tuple[str, str]:
+    """The Ray node and actor this process is, or the host name and process id outside Ray: where a stage did
+    its work."""
     try:
         import ray
 
         if ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()
+            context = ray.get_runtime_context()
+            return context.get_node_id(), context.get_actor_id() or f"pid-{os.getpid()}"
     except ImportError:
         pass
-    return socket.gethostname()
+    return socket.gethostname(), f"pid-{os.getpid()}"
+
+
+def step_name(stage: object) -> str:
+    """The stage class an object is, under the subclasses Ray Data wraps a stage class in (its own module)."""
+    return next(cls.__name__ for cls in type(stage).__mro__ if not cls.__module__.startswith("ray."))
 
 
 def guarded(stage: str, row: dict[str, Any], work: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -57,7 +69,7 @@ class RowStage:
     name: ClassVar[str] = ""
     placement: ClassVar[Placement] = Placement()
     schema: ClassVar[pa.Schema] = WORK_SCHEMA
-    _node = ""
+    _worker: tuple[str, str] | None = None
 
     def wants(self, row: dict[str, Any]) -> bool:
         """Whether this stage works on the row; the others pass through untouched."""
@@ -79,10 +91,12 @@ class RowStage:
             out[i] = [new[0], *(_counted_once_zeroed(row) for row in new[1:])] if new else new
         produced = [row for i in live for row in out[i]]
         elapsed = time.perf_counter() - started
-        self._node = self._node or node_name()
+        self._worker = self._worker or worker()
+        node, actor = self._worker
+        place = {"stage": self.name, "node": node, "step": step_name(self), "actor": actor}
         for row in produced:
             row[f"t_{self.name}"] = elapsed / len(produced)
-            row["placement"] = [*(row.get("placement") or []), {"stage": self.name, "node": self._node}]
+            row["placement"] = [*(row.get("placement") or []), place]
         return table([row for rows_of_one in out for row in rows_of_one], self.schema)
 
 

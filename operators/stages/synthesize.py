@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Container
 from typing import Any
 
 from operators.ids import content_hash
 from operators.ingest.formats import BadProblem, json_object, row_license, top_level_functions
+from operators.ingest.index import LocalIndex, RunIndex
 from operators.llm.backends import Completion, Sampling, make_backend
 from operators.records import SYNTH_WORK_SCHEMA, reject
 from operators.stages.agree import candidate_row, rejected_line
@@ -38,21 +38,20 @@ class ParseSeeds(LineParser):
     placement = Placement()
     schema = SYNTH_WORK_SCHEMA
 
-    def __init__(self, source: str, fingerprint: str, done: Container[str] = frozenset()) -> None:
+    def __init__(self, source: str, fingerprint: str, index: RunIndex | None = None) -> None:
         self.source = source
         self.fingerprint = fingerprint
-        self.done = done
+        self.index = index or LocalIndex()
 
-    def parse(self, text: str) -> list[dict[str, Any]]:
+    def parse(self, text: str, at: str | None) -> list[dict[str, Any]]:
         base = {"source": self.source, "fingerprint": self.fingerprint, "rows_read": 1}
         try:
             row = json_object(text)
             seed_id = content_hash("seed", row, self.fingerprint)
             seed = _seed_row(row)
         except BadProblem as err:
-            return [rejected_line(base, text, err, self.done)]
-        return [{**base, **seed, "record_id": seed_id, "seed_id": seed_id, "license": row_license(row),
-                 "skipped": seed_id in self.done}]
+            return [rejected_line(base, text, err)]
+        return [{**base, **seed, "record_id": seed_id, "seed_id": seed_id, "license": row_license(row)}]
 
 
 def _seed_row(row: dict[str, Any]) -> dict[str, Any]:
