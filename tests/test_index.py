@@ -122,7 +122,8 @@ def test_a_pool_of_ingest_actors_rejects_each_repeat_once(local_ray, tmp_path):
                 "ingest.shards": 3}
     report = run_job(**settings)
     funnel_adds_up(report)
-    assert report["actors"]["ParseProblems"] == 2 and report["actors"]["ParquetSink"] >= 2
+    # a pool of two (the config's default); how many of them Ray Data hands batches to is its scheduling's choice
+    assert 1 <= report["actors"]["ParseProblems"] <= 2 and report["actors"]["ParquetSink"] >= 1
     records = read(output, "records").to_pylist()
     rejected = read(output, "rejected").to_pylist()
     repeats = [row for row in rejected if row["reason"] == "duplicate_call"]
