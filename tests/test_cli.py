@@ -96,7 +96,8 @@ def _wait_for_records(output: Path, deadline: float) -> None:
 def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
     source = shared("cruxeval/cruxeval.jsonl")
     output = tmp_path / "out"
-    args = ["run", "--input", str(source), "--output", str(output), "--limit", "300"]
+    # Small files, so records reach disk while the run is still going (the default is 10,000 rows a file).
+    args = ["run", "--input", str(source), "--output", str(output), "--limit", "300", "--set", "sink.rows_per_file=64"]
     proc = subprocess.Popen([TRACECOT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -116,7 +117,7 @@ def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how):
             proc.kill()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the killed driver's own local Ray processes
-    report = run_job(input=str(source), output=str(output), limit=300)
+    report = run_job(input=str(source), output=str(output), limit=300, **{"sink.rows_per_file": 64})
     records = read(output, "records")
     rejected = read(output, "rejected")
     ids = records.column("record_id").to_pylist() + rejected.column("record_id").to_pylist()
