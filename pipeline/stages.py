@@ -34,6 +34,10 @@ from pipeline.decontaminate import read_benchmarks
 from pipeline.sinks import ParquetSink
 
 LINES_PER_BATCH = 64
+# Ingest reads few lines at a time. Ray Data hands a whole block to one actor, and a batch of input lines becomes
+# one block of every call the lines hold (an MBPP+ line holds ~100): small ingest batches spread the calls of a
+# large input over the executor pool, and a slow call holds up fewer others.
+LINES_PER_INGEST_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def steps(config: RunConfig, source: str, index: RunIndex, mode: str = "narrate"
     if config.decontam.against:  # each actor holds the benchmarks' index: they are small
         out.append(Step(DecontamStage, {"benchmarks": read_benchmarks(config.decontam.against),
                                         "n": config.decontam.ngram, "threshold": config.decontam.threshold},
-                        LINES_PER_BATCH, (config.ingest.actors, config.ingest.actors)))
+                        config.ray.batch_size, (config.ingest.actors, config.ingest.actors)))
     out.append(Step(Executor, {**sandbox, "max_events": config.tracer.max_events,
                                "max_value_len": config.tracer.max_value_len},
                     config.ray.batch_size, pool, resources=on_executors))
@@ -90,10 +94,10 @@ def ingest_step(config: RunConfig, source: str, index: RunIndex, mode: str) -> S
     pool = (config.ingest.actors, config.ingest.actors)
     if mode == "verify":
         return Step(ParseNarrations, {"source": source, "fingerprint": config.fingerprint(), "index": index},
-                    LINES_PER_BATCH, pool)
+                    LINES_PER_INGEST_BATCH, pool)
     return Step(ParseProblems, {"fmt": None if config.format == "auto" else config.format, "source": source,
                                 "fingerprint": config.fingerprint(), "directions": tuple(config.directions),
-                                "index": index, "samples": config.narrator.samples}, LINES_PER_BATCH, pool)
+                                "index": index, "samples": config.narrator.samples}, LINES_PER_INGEST_BATCH, pool)
 
 
 def narrate_step(config: RunConfig) -> Step:

@@ -112,7 +112,7 @@ def test_a_pool_of_ingest_actors_rejects_each_repeat_once(local_ray, tmp_path):
     """Repeats spread over many ingest batches and two ingest actors; then a rerun that skips everything."""
     samples = SAMPLES.read_text().splitlines()[:6]
     lines = []
-    for n in range(200):  # 200 lines: four ingest batches of 64
+    for n in range(200):  # 200 lines: 25 ingest batches
         row = json.loads(samples[n % len(samples)])
         lines.append(json.dumps({**row, "id": f"{row['id']}-{n}"}))
     problems = tmp_path / "repeats.jsonl"
@@ -136,3 +136,20 @@ def test_a_pool_of_ingest_actors_rejects_each_repeat_once(local_ray, tmp_path):
     again = run_job(**settings)
     assert again["funnel"]["skipped_existing"] == report["funnel"]["items"]
     assert again["funnel"]["written_records"] == again["funnel"]["written_rejected"] == 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_calls_of_a_few_lines_spread_over_the_executors(local_ray, tmp_path):
+    """32 lines of 25 calls each. In batches of 64 lines they were one ingest batch, hence one block of 800 calls,
+    which Ray Data hands to one executor; now they reach both executors of the pool."""
+    code = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
+    problems = tmp_path / "many.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"p{line}", "code": code, "entry_point": "f",
+                                            "inputs": [str(300 + 25 * line + n) for n in range(25)]}) + "\n"
+                                for line in range(32)))
+    report = run_job(input=str(problems), output=str(tmp_path / "out"), directions="forward",
+                     **{"ray.min_executors": 2})
+    funnel_adds_up(report)
+    assert report["funnel"]["written_records"] == 800
+    assert report["actors"]["Executor"] == 2
