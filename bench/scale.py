@@ -1,7 +1,7 @@
 """tracecot on a local multi-node Ray cluster: throughput, files, memory, and exactly-once under actor kills.
 
     python bench/scale.py [--input ../shared/data/mbppplus/MbppPlus.jsonl] [--limit N] [--kill]
-                          [--synthetic 10000,100000] [--set KEY=VALUE ...]
+                          [--synthetic 100000,1000000 [--synthetic-only]] [--set KEY=VALUE ...]
 
 Starts a cluster on this machine (`ray start`: a head and `--workers` nodes with the `executor` resource), runs
 `tracecot run --address …` as a separate driver process, and reports from outside it:
@@ -12,8 +12,9 @@ Starts a cluster on this machine (`ray start`: a head and `--workers` nodes with
   first records are written;
   then every input row must be accounted for (read = input rows, items = written + rejected + already done)
   and no record id may appear twice;
-- with `--synthetic`: the same on generated inputs of that many cheap calls each (`def f(x): return x + 1`),
-  to compare the driver's and the actors' peak memory between sizes.
+- with `--synthetic`: the same on generated inputs of that many cheap calls each (`def f(x): return x + K`;
+  2,000 distinct calls, the rest repeats that ingest rejects without running), to compare the driver's and the
+  actors' peak memory between input sizes.
 `--set` passes settings to the run (pool sizes: `ray.executors=3`, …). Exits 1 when a kill run loses or
 duplicates a row.
 """
@@ -44,6 +45,7 @@ DATA = ROOT.parent / "shared" / "data" / "mbppplus" / "MbppPlus.jsonl"
 RAY = str(Path(sys.executable).parent / "ray")
 TRACECOT = str(Path(sys.executable).parent / "tracecot")
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+DISTINCT = 2_000  # distinct calls in a synthetic input; the rest are repeats
 
 
 def free_port() -> int:
@@ -190,11 +192,14 @@ def exactly_once(output: Path, input_rows: int, report: dict) -> dict:
 
 
 def synthetic(calls: int, folder: Path) -> Path:
-    """`calls` cheap calls, 100 inputs per problem, each problem its own code (so no call repeats)."""
+    """`calls` cheap calls, 100 inputs per line: the first `DISTINCT` of them distinct (a function per line), the
+    rest repeats of those, which ingest rejects (`duplicate_call`) without running them. Every size then runs the
+    same sandboxed work, and what grows is the input the driver, ingest, the index and the sink see: running 1M
+    distinct calls would take ~4 h on a 2-core machine."""
     path = folder / f"synthetic-{calls}.jsonl"
     with path.open("w") as out:
         for start in range(0, calls, 100):
-            code = f"def f(x):\n    return x + {start}\n"
+            code = f"def f(x):\n    return x + {start % DISTINCT}\n"
             inputs = [str(i) for i in range(min(100, calls - start))]
             out.write(json.dumps({"id": f"s{start}", "code": code, "entry_point": "f", "inputs": inputs}) + "\n")
     return path
@@ -232,12 +237,14 @@ def main() -> int:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs each node declares")
     parser.add_argument("--kill", action="store_true", help="kill an executor and a sink actor mid-run")
     parser.add_argument("--synthetic", default="", help="comma-separated call counts of generated inputs")
+    parser.add_argument("--synthetic-only", action="store_true", help="skip the --input run")
     parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE")
     args = parser.parse_args()
     cluster = Cluster(args.workers, args.cpus)
     ok = True
     try:
-        ok &= measure(cluster, args.input.stem, args.input, args.limit, args.settings, args.kill)
+        if not args.synthetic_only:
+            ok &= measure(cluster, args.input.stem, args.input, args.limit, args.settings, args.kill)
         with tempfile.TemporaryDirectory() as folder:
             for calls in filter(None, args.synthetic.split(",")):
                 source = synthetic(int(calls), Path(folder))
