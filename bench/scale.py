@@ -98,13 +98,16 @@ class Cluster:
 
 class Memory(threading.Thread):
     """Peak RSS (MB) of the driver and of the cluster's `ray::` processes by kind (the title without the method
-    it runs), and the processes seen of each kind, until `stop`."""
+    it runs), and the processes seen of each kind, until `stop`. Beside RSS, the peak of its private part (RSS
+    less shared pages): a Ray worker's RSS includes the object-store pages it maps, which are shared memory and
+    belong to the store, not to the worker."""
 
     def __init__(self, driver: int, cluster: Cluster) -> None:
         super().__init__(daemon=True)
         self.driver = psutil.Process(driver)
         self.cluster = cluster
         self.peaks: dict[str, float] = defaultdict(float)
+        self.private: dict[str, float] = defaultdict(float)
         self.pids: dict[str, set[int]] = defaultdict(set)
         self._done = threading.Event()
 
@@ -115,7 +118,9 @@ class Memory(threading.Thread):
                     kind = self.kind(process)
                     if kind:
                         self.pids[kind].add(process.pid)
-                        self.peaks[kind] = max(self.peaks[kind], process.memory_info().rss / 2**20)
+                        memory = process.memory_info()
+                        self.peaks[kind] = max(self.peaks[kind], memory.rss / 2**20)
+                        self.private[kind] = max(self.private[kind], (memory.rss - memory.shared) / 2**20)
 
     def kind(self, process: psutil.Process) -> str | None:
         if process.pid == self.driver.pid:
@@ -131,14 +136,20 @@ class Memory(threading.Thread):
 
 
 def kill_one(cluster: Cluster, part: str) -> str | None:
-    """SIGKILL one of the cluster's actors whose process title names `part`; the title killed, or None."""
+    """SIGKILL the busiest of the cluster's actors whose process title names `part` (the most CPU time so far:
+    the one doing the work, not an idle one whose death would test nothing); the title killed, or None."""
+    candidates = []
     for process in cluster.processes():
         with contextlib.suppress(psutil.Error):
             title = (process.info["cmdline"] or [""])[0]
             if title.startswith("ray::") and part in title:
-                os.kill(process.pid, signal.SIGKILL)
-                return title
-    return None
+                cpu = process.cpu_times()
+                candidates.append((cpu.user + cpu.system, process.pid, title))
+    if not candidates:
+        return None
+    _, pid, title = max(candidates)
+    os.kill(pid, signal.SIGKILL)
+    return title
 
 
 def run(cluster: Cluster, source: Path, output: Path, limit: int | None, settings: list[str], kill: bool) -> dict:
@@ -163,7 +174,8 @@ def run(cluster: Cluster, source: Path, output: Path, limit: int | None, setting
     driver.wait()
     memory.stop()
     return {"code": driver.returncode, "seconds": time.perf_counter() - started, "log": "".join(log[-30:]),
-            "peaks": dict(memory.peaks), "actors": {k: len(v) for k, v in memory.pids.items()}, "killed": killed}
+            "peaks": dict(memory.peaks), "private": dict(memory.private),
+            "actors": {k: len(v) for k, v in memory.pids.items()}, "killed": killed}
 
 
 def _written(output: Path) -> int:
@@ -223,6 +235,8 @@ def measure(cluster: Cluster, name: str, source: Path, limit: int | None, settin
     print(f"processes seen per kind: {result['actors']}")
     print(f"files: {files(output)}")
     print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(result["peaks"].items())))
+    print("peak private MB (RSS less shared pages): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in sorted(result["private"].items())))
     ok = check["duplicate_ids"] == 0 and check["every_item_accounted"] and check["rows_read"] == input_rows
     if kill:
         print(f"killed: {result['killed']}; {check}; {'OK' if ok else 'LOST OR DUPLICATED'}")

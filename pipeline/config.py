@@ -39,8 +39,8 @@ class ConfigError(ValueError):
 class RayConfig:
     address: str | None = None
     executors: int = 2
-    # Actors each executor and verifier pool starts with. Ray Data grows a pool only within its operator's share
-    # of the CPUs (about CPUs / number of stages): on a small machine the pools stay at this size.
+    # Actors each executor, template narrator and verifier pool starts with. Ray Data grows a pool only within its
+    # operator's share of the CPUs (about CPUs / number of stages): on a small machine the pools stay at this size.
     min_executors: int = 1
     batch_size: int = 16
     executor_resource: str | None = None  # a custom resource executor actors request, e.g. "executor" nodes
@@ -56,7 +56,7 @@ class IngestConfig:
 
 @dataclass
 class SinkConfig:
-    actors: int = 2  # Parquet writers (a fixed pool)
+    actors: int = 2  # Parquet writers, and the training-column actors that feed them (fixed pools)
     rows_per_file: int = 10_000  # rows of a sink batch, split between records/ and rejected/
 
 

@@ -85,7 +85,7 @@ def steps(config: RunConfig, source: str, index: RunIndex, mode: str = "narrate"
     out.append(Step(VerifyStage, {**sandbox, **verifier_args(config)},
                     config.ray.batch_size, pool, resources=on_executors))
     out.append(Step(TrainingColumns, {"tokenizer": config.tokenizer, "max_tokens": config.export.max_tokens},
-                    LINES_PER_BATCH))
+                    LINES_PER_BATCH, (config.sink.actors, config.sink.actors)))
     return out
 
 
@@ -107,7 +107,7 @@ def narrate_step(config: RunConfig) -> Step:
     on_narrators = {actors.resource: 1.0} if actors.resource else {}
     if not narrator.is_model:
         return Step(NarrateStage, {"full_iterations": narrator.full_iterations}, config.ray.batch_size,
-                    (1, config.ray.executors), resources=on_narrators)
+                    (config.ray.min_executors, config.ray.executors), resources=on_narrators)
     options = narrator.backend_options()
     key = os.environ.get(narrator.openai.api_key_env)
     if narrator.name == "openai" and key:

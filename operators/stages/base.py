@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from operators.records import WORK_SCHEMA, reject, table
 
-# Stages far lighter than execution (parsing, decontamination, writing: under 1% of a run's busy time) reserve no
-# CPU, so that their fixed pools leave a small machine's CPUs to the executor and verifier pools.
+# Stages far lighter than execution (parsing, decontamination, tokenizing, writing: under 1% of a run's busy
+# time) reserve no CPU, so that their fixed pools leave a small machine's CPUs to the executor and verifier pools.
 LIGHT = 0.0
 
 
@@ -84,6 +85,7 @@ class RowStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
+        passed, batch = _split_finished(batch, self.schema)
         rows = batch.to_pylist()
         live = [i for i, row in enumerate(rows) if not (row.get("reason") or row.get("skipped")) and self.wants(row)]
         out: list[list[dict[str, Any]]] = [[row] for row in rows]
@@ -97,7 +99,22 @@ class RowStage:
         for row in produced:
             row[f"t_{self.name}"] = elapsed / len(produced)
             row["placement"] = [*(row.get("placement") or []), place]
-        return table([row for rows_of_one in out for row in rows_of_one], self.schema)
+        processed = table([row for rows_of_one in out for row in rows_of_one], self.schema)
+        return pa.concat_tables([passed, processed]) if passed is not None else processed
+
+
+def _split_finished(batch: pa.Table, schema: pa.Schema) -> tuple[pa.Table | None, pa.Table]:
+    """The rows of `batch` rejected or skipped earlier, and the rest. The finished rows stay an Arrow table and
+    pass through as they are: at scale most rows can be repeats rejected at ingest, and turning each into Python
+    objects and back at every stage cost far more than the work on the live rows. None when there are none (or
+    the batch is not yet in the stage's schema, as raw input lines are)."""
+    if not batch.schema.equals(schema) or batch.num_rows == 0:
+        return None, batch
+    rejected = pc.fill_null(pc.not_equal(batch["reason"], ""), False)
+    finished = pc.or_(rejected, pc.fill_null(batch["skipped"], False))
+    if not pc.any(finished).as_py():
+        return None, batch
+    return batch.filter(finished), batch.filter(pc.invert(finished))
 
 
 def _counted_once_zeroed(row: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from typing import Any
 
 from operators.dataset import tokens
 from operators.records import reject
-from operators.stages.base import RowStage
+from operators.stages.base import LIGHT, Placement, RowStage
 
 
 class TrainingColumns(RowStage):
     name = "export"
+    placement = Placement(cpus=LIGHT)  # tokenizing: light, a fixed pool as large as the sink's
 
     def __init__(self, tokenizer: str, max_tokens: int | None = None) -> None:
         self.tokenizer = tokens.load(tokenizer)
