@@ -28,6 +28,7 @@ from operators.trace.tracer import TRACER_VERSION
 
 NARRATORS = ("template", "transformers", "vllm", "openai")
 FORMATS = ("auto", *INPUT_FORMATS)
+ENGINES = ("auto", "ray", "in-process")
 SAMPLE_INPUT = str(Path(__file__).parent / "samples" / "problems.jsonl")
 
 
@@ -44,6 +45,12 @@ class RayConfig:
     min_executors: int = 1
     batch_size: int = 16
     executor_resource: str | None = None  # a custom resource executor actors request, e.g. "executor" nodes
+    # Where an embedded run (no `address`) works: "ray" starts a local Ray (or uses one this process started);
+    # "in-process" runs the same stages in the driver, one batch after another; "auto" picks in-process for inputs
+    # up to `in_process_max_kb` with the template narrator, where starting Ray and its actors (~10 s on 2 cores)
+    # would be most of the run, unless Ray is already up in this process.
+    engine: str = "auto"
+    in_process_max_kb: int = 256
 
 
 @dataclass
@@ -350,6 +357,10 @@ def validate(config: RunConfig) -> None:
         (1 <= config.ray.min_executors <= config.ray.executors,
          "ray.min_executors must be between 1 and ray.executors"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
+        (config.ray.engine in ENGINES, f"ray.engine must be one of {', '.join(ENGINES)}"),
+        (not (config.ray.address and config.ray.engine == "in-process"),
+         "ray.engine in-process runs in this process: it cannot join the cluster at ray.address"),
+        (config.ray.in_process_max_kb >= 0, "ray.in_process_max_kb must be 0 or more"),
         (config.ingest.actors >= 1, "ingest.actors must be at least 1"),
         (config.ingest.shards >= 1, "ingest.shards must be at least 1"),
         (config.sink.actors >= 1, "sink.actors must be at least 1"),

@@ -35,8 +35,8 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.html_report import write_html
 from pipeline.progress import Progress, reported, reporting
 from pipeline.report import Funnel, actors, narration_summary, placement, stage_timings, versions, write_report
-from pipeline.sources import InputError, count_rows, input_files, iter_lines, read_problems
-from pipeline.stages import Step, ingest_step, limits, run_local, sink_step, steps
+from pipeline.sources import InputError, count_rows, input_bytes, input_files, iter_lines, read_problems
+from pipeline.stages import LINES_PER_INGEST_BATCH, Step, ingest_step, limits, run_local, sink_step, steps
 from pipeline.state import DoneIndex, count_done, sharded_index
 from pipeline.storage import Location, ensure_writable, locate
 from pipeline.tally import Tally, count
@@ -85,6 +85,44 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], funnel: 
             for tally in batch.column("tally").to_pylist():
                 funnel.add(Tally.from_json(tally))
             progress.record(funnel)
+
+
+def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step], sink: Step, funnel: Funnel,
+                     progress: Progress) -> None:
+    """`drain` without Ray: the same steps in this process, a few input lines at a time, and the sink fed files of
+    `sink.rows_per_file` rows as on Ray. Stage counts come from here, as they come from the actors on Ray."""
+    writer = sink.stage(**sink.args)
+    waiting: list[pa.Table] = []
+
+    def write() -> None:
+        if waiting:
+            for tally in writer(pa.concat_tables(waiting)).column("tally").to_pylist():
+                funnel.add(Tally.from_json(tally))
+            waiting.clear()
+            progress.record(funnel)
+
+    lines = itertools.islice(iter_lines(source), config.limit)
+    with progress.live_here(reported(stage_steps), input_size(config, source)) as counts:
+        for batch in run_local(stage_steps, lines, LINES_PER_INGEST_BATCH, counts.add):
+            waiting.append(batch)
+            if sum(table.num_rows for table in waiting) >= sink.batch_size:
+                write()
+        write()
+
+
+def in_process(config: RunConfig, source: Location) -> bool:
+    """Whether the run works in this process (`ray.engine`). "auto" does for an embedded run (no `ray.address`, no
+    Ray already started in this process: that one is used) of the template narrator, whose input (the part
+    `limit` reads, estimated by rows) is at most `ray.in_process_max_kb`."""
+    if config.ray.engine != "auto":
+        return config.ray.engine == "in-process"
+    if config.ray.address or config.narrator.is_model or ray.is_initialized():
+        return False
+    size = input_bytes(source)
+    rows = count_rows(source) if config.limit else None
+    if rows:
+        size = size * min(1.0, config.limit / rows)
+    return size <= config.ray.in_process_max_kb * 1024
 
 
 def ray_options(step: Step) -> dict[str, Any]:
@@ -202,6 +240,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
     status = "finished"
     up_to_date = up_to_date_tally(config, source, LocalIndex(DoneIndex(config.output, config.storage)), mode) \
         if 0 < already <= DRIVER_CHECK_LIMIT else None
+    engine = "none"  # the output was up to date: no stage ran
     if up_to_date is not None:
         funnel.add(up_to_date)
         progress = progress or Progress()
@@ -209,13 +248,19 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
         with stderr_to_log(output, run_id) as terminal:
             progress = progress or Progress(terminal)
             ray_started = False
+            engine = "in-process" if in_process(config, source) else "ray"
             try:
-                ray_started = start_ray(config.ray.address)
-                refuse_unshared_output(config, output)
-                # The index shards load the output's done ids, each its slice; not the driver (pipeline/state.py).
-                with sharded_index(config.output, config.storage, config.ingest.shards) as index:
-                    drain(config, source, [*steps(config, Path(source.path).name, index, mode),
-                                           sink_step(config, run_id, index)], funnel, progress)
+                if engine == "in-process":
+                    index = LocalIndex(DoneIndex(config.output, config.storage))
+                    drain_in_process(config, source, steps(config, Path(source.path).name, index, mode),
+                                     sink_step(config, run_id, index), funnel, progress)
+                else:
+                    ray_started = start_ray(config.ray.address)
+                    refuse_unshared_output(config, output)
+                    # The index shards load the output's done ids, each its slice; not the driver (pipeline/state.py).
+                    with sharded_index(config.output, config.storage, config.ingest.shards) as index:
+                        drain(config, source, [*steps(config, Path(source.path).name, index, mode),
+                                               sink_step(config, run_id, index)], funnel, progress)
             except KeyboardInterrupt:
                 status = "interrupted"
             finally:
@@ -224,7 +269,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
     progress.record(funnel, force=True)
     with interrupts_ignored():
         return finish(config, output, run_id, mode, status, started, already, funnel, progress.timeline,
-                      ran=up_to_date is None)
+                      engine=engine)
 
 
 def check_before_running(config: RunConfig) -> tuple[Location, Location]:
@@ -240,14 +285,17 @@ def check_before_running(config: RunConfig) -> tuple[Location, Location]:
 
 
 def finish(config: RunConfig, output: Location, run_id: str, mode: str, status: str, started: float,
-           already: int, funnel: Funnel, timeline: list[list[float]], ran: bool) -> dict[str, Any]:
-    """The run report (JSON and HTML) and the dataset card, written to the output. A rerun with nothing to do
-    (`ran` false) changed nothing: it writes its JSON report only, and stays quick."""
+           already: int, funnel: Funnel, timeline: list[list[float]], engine: str) -> dict[str, Any]:
+    """The run report (JSON and HTML) and the dataset card, written to the output. `engine`: where the stages ran
+    ("ray" or "in-process"); a rerun with nothing to do ran none, changed nothing, writes its JSON report only and
+    stays quick."""
     wall = time.time() - started
+    ran = engine in ("ray", "in-process")
     report = {
         "run_id": run_id,
         "mode": mode,
         "status": status,
+        "engine": engine,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(wall, 3),
         "fingerprint": config.fingerprint(),
@@ -298,6 +346,7 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
         raise InputError(f"cannot read input {source.uri}: {err}") from err
     rejected = sum(tally.rejected.values())
     where = f"the Ray cluster at {config.ray.address}" if config.ray.address else \
+        "this process, without Ray (ray.engine)" if in_process(config, source) else \
         f"an embedded local Ray ({os.cpu_count()} CPUs)"
     lines = [f"input:    {source.uri} ({len(files)} file{'s' * (len(files) != 1)})",
              f"rows:     {tally.rows_read} → {tally.items} items ({', '.join(config.directions)})",

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -234,29 +234,74 @@ class Progress:
         """A `StageCounts` actor for `stages` to report to, and a line printed every `every` seconds, the first at
         once, until the block ends. `total`: the input rows the run reads, when known."""
         counts = StageCounts.remote()
+        try:
+            with self._printing(_asking(counts), LiveLine(stages, total)):
+                yield counts
+        finally:
+            ray.kill(counts)
+
+    @contextlib.contextmanager
+    def live_here(self, shown: dict[int, str], total: int | None) -> Iterator[LocalCounts]:
+        """`live` for a run in this process: the driver's loop adds what the steps `shown` finish (`LocalCounts`)."""
+        counts = LocalCounts(shown)
+        with self._printing(lambda _timeout: counts.snapshot(), LiveLine(list(shown.values()), total)):
+            yield counts
+
+    @contextlib.contextmanager
+    def _printing(self, snapshot: Snapshot, live: LiveLine) -> Iterator[None]:
         stop = threading.Event()
-        printer = threading.Thread(target=self._print_lines, args=(counts, LiveLine(stages, total), stop),
-                                   name="tracecot-progress", daemon=True)
+        printer = threading.Thread(target=self._print_lines, args=(snapshot, live, stop), name="tracecot-progress",
+                                   daemon=True)
         printer.start()
         try:
-            yield counts
+            yield
         finally:
             stop.set()
             printer.join()
-            ray.kill(counts)
 
-    def _print_lines(self, counts: Any, live: LiveLine, stop: threading.Event) -> None:
-        """Print a line now and every `every` seconds until `stop`, with the latest counts the actor has given:
-        each time it is asked, and answers within a quarter of `every` (it may still be starting) or later."""
-        latest: tuple[dict[str, int], dict[str, int]] = ({}, {})
-        asked = None
+    def _print_lines(self, snapshot: Snapshot, live: LiveLine, stop: threading.Event) -> None:
+        """Print a line now and every `every` seconds until `stop`, with the latest counts `snapshot` has given
+        within a quarter of `every` (a `StageCounts` actor may still be starting)."""
+        latest: Counts = ({}, {})
         while True:
-            asked = asked or counts.snapshot.remote()
-            if ray.wait([asked], timeout=self.every / 4)[0]:
-                latest = ray.get(asked)
-                asked = None
+            latest = snapshot(self.every / 4) or latest
             elapsed = time.monotonic() - self.started
             print(f"[tracecot] {elapsed:6.1f}s  {live.line(elapsed, *latest, self.written)}",
                   file=self.stream or sys.stderr, flush=True)
             if stop.wait(self.every):
                 return
+
+
+Counts = tuple[dict[str, int], dict[str, int]]  # input rows finished and actors started, per stage
+Snapshot = Callable[[float], Counts | None]  # the latest counts, waiting at most so many seconds; None: not yet
+
+
+def _asking(counts: Any) -> Snapshot:
+    """A `Snapshot` of a `StageCounts` actor: one question at a time, its answer taken when it has come."""
+    asked = None
+
+    def snapshot(timeout: float) -> Counts | None:
+        nonlocal asked
+        asked = asked or counts.snapshot.remote()
+        if not ray.wait([asked], timeout=timeout)[0]:
+            return None
+        answer, asked = ray.get(asked), None
+        return answer
+
+    return snapshot
+
+
+class LocalCounts:
+    """What `StageCounts` holds, for a run in this process: the driver adds each batch a shown step finishes."""
+
+    def __init__(self, shown: dict[int, str]) -> None:
+        self.shown = shown
+        # Every key exists from the start, so the printing thread's copy never meets a dict changing size.
+        self.rows: dict[str, int] = dict.fromkeys(shown.values(), 0)
+
+    def add(self, step: int, batch: pa.Table) -> None:
+        if step in self.shown:
+            self.rows[self.shown[step]] += input_rows(batch)
+
+    def snapshot(self) -> Counts:
+        return dict(self.rows), dict.fromkeys(self.rows, 1)

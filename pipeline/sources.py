@@ -50,6 +50,11 @@ def input_files(location: Location) -> list[str]:
     return files
 
 
+def input_bytes(location: Location) -> int:
+    """The size of the input files, in bytes (compressed files: as stored)."""
+    return sum(info.size or 0 for info in location.fs.get_file_info(input_files(location)))
+
+
 def read_problems(location: Location) -> ray.data.Dataset:
     """Every input row as `{"text": <one JSON object>, "at": <file>:<row>}`, whatever the file type. `at` names
     the row's place, so that ingest asks the run index the same question when a batch is retried."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,13 +136,16 @@ def sink_step(config: RunConfig, run_id: str, index: RunIndex, **args: Any) -> S
                               **args}, config.sink.rows_per_file, (config.sink.actors, config.sink.actors))
 
 
-def run_local(stage_steps: Sequence[Step], lines: Iterable[str],
-              lines_per_batch: int = LINES_PER_BATCH) -> Iterator[pa.Table]:
-    """The same stages in this process, no Ray: each batch of input lines through every stage in order."""
+def run_local(stage_steps: Sequence[Step], lines: Iterable[str], lines_per_batch: int = LINES_PER_BATCH,
+              finished: Callable[[int, pa.Table], None] | None = None) -> Iterator[pa.Table]:
+    """The same stages in this process, no Ray: each batch of input lines through every stage in order.
+    `finished(i, batch)` is told of each batch step `i` has just finished (the batch as it came in)."""
     stages = [step.stage(**step.args) for step in stage_steps]
     lines = iter(lines)
     while chunk := list(itertools.islice(lines, lines_per_batch)):
         batch = pa.table({"text": pa.array(chunk, pa.string())})
-        for stage in stages:
-            batch = stage(batch)
+        for i, stage in enumerate(stages):
+            batch, before = stage(batch), batch
+            if finished:
+                finished(i, before)
         yield batch

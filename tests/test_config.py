@@ -32,6 +32,8 @@ def test_overrides_and_fingerprint():
     ({"sink.rows_per_file": 0}, "sink.rows_per_file must be at least 1"),
     ({"limit": "abc"}, "limit must be int"),  # fields whose default is None are checked too
     ({"ray.address": 5}, "ray.address must be str"),
+    ({"ray.engine": "spark"}, "ray.engine must be one of auto, ray, in-process"),
+    ({"ray.engine": "in-process", "ray.address": "auto"}, "cannot join the cluster"),
 ])
 def test_bad_values_are_refused(overrides, needle):
     with pytest.raises(cfg.ConfigError, match=needle):

@@ -53,6 +53,19 @@ def test_template_narrations_verify(sandbox, problem, direction):
         assert report.passed
 
 
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_a_function_without_arguments_narrates_and_verifies(sandbox, direction):
+    """No input to quote: the backward CoT names the call (`f()`), not an empty input (CRUXEval sample_135)."""
+    problem = {"entry_point": "f", "inputs": [""],
+               "code": "def f():\n    d = {'a': [1, 2], 'b': [3]}\n    return list(d.keys())"}
+    args, result = traced(sandbox, problem)
+    for key in range(8):  # the key picks among a sentence's wordings
+        cot = narrate(direction, {**problem, "id": f"no-args-{key}"}, args, result)
+        assert "``" not in cot
+        report = verify(direction, cot, problem, args, result)
+        assert report.passed, report.first_failure
+
+
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_planted_errors_are_rejected(sandbox, kind):
     applied = 0

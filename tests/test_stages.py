@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+import ray
 from conftest import SAMPLES, shared
 
 from operators.ingest.index import LocalIndex
@@ -15,7 +17,9 @@ from operators.stages.ingest import ParseNarrations, ParseProblems
 from operators.stages.narrate import NarrateStage
 from operators.stages.verify import VerifyStage
 from pipeline import config as cfg
+from pipeline.graph import in_process
 from pipeline.stages import run_local, sink_step, steps
+from pipeline.storage import locate
 from pipeline.tally import Tally, count
 
 
@@ -29,7 +33,9 @@ def test_the_stage_list_is_the_dataflow_in_order():
     assert not any(step.stage.placement.single_actor for step in run)
     assert Dedup.placement.single_actor  # synthesis: the problems kept so far
     pools = {step.stage.__name__: step.actors for step in run}
-    assert pools["ParseProblems"] == pools["DecontamStage"] == pools["ParquetSink"] == (2, 2)
+    light = ("ParseProblems", "DecontamStage", "TrainingColumns", "ParquetSink")
+    assert {pools[name] for name in light} == {(2, 2)}
+    assert pools["Executor"] == pools["NarrateStage"] == pools["VerifyStage"] == (1, 2)
     assert run[-1].batch_size == config.sink.rows_per_file
     assert Executor.placement.on_executor_nodes and VerifyStage.placement.on_executor_nodes
 
@@ -58,3 +64,20 @@ def test_a_tally_survives_its_trip_from_the_sink():
     doubled = Tally.from_json(tally.to_json())
     doubled.add(tally)
     assert doubled.rows_read == 2 * tally.rows_read and doubled.rejected[("ingest", "malformed_json")] == 2
+
+
+@pytest.mark.parametrize(("overrides", "here"), [
+    ({}, True),  # the 32 sample problems: a few KB
+    ({"input": "mbpp/mbpp.jsonl"}, False),  # 564 KB
+    ({"input": "mbpp/mbpp.jsonl", "limit": 20}, True),  # the part the run reads: 20 rows of 974
+    ({"ray.engine": "ray"}, False),
+    ({"input": "mbpp/mbpp.jsonl", "ray.engine": "in-process"}, True),
+    ({"ray.address": "auto"}, False),  # a cluster run
+    ({"narrator.name": "openai", "narrator.openai.base_url": "http://127.0.0.1:9/v1"}, False),  # models: on Ray
+])
+def test_auto_runs_small_template_jobs_in_process(overrides, here, monkeypatch):
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh `tracecot run`, whatever ran before
+    if "input" in overrides:
+        overrides = {**overrides, "input": str(shared(overrides["input"]))}
+    config = cfg.load(None, overrides)
+    assert in_process(config, locate(config.input, config.storage)) is here

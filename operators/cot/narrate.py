@@ -100,8 +100,11 @@ class TemplateNarrator:
                 self._backward_event(story, view, index)
             else:
                 self._backward_summary(story, view, index, skipped)
-        story.say(f"So the input {quote(input_text)} gives {quote(output_text)}.",
-                  f"Hence calling {quote(f'{entry_point}({input_text})')} produces the required output.")
+        call_text = f"Hence calling {quote(f'{entry_point}({input_text})')} produces the required output."
+        if input_text:
+            story.say(f"So the input {quote(input_text)} gives {quote(output_text)}.", call_text)
+        else:  # no arguments: there is no input to quote
+            story.say(call_text)
         return story.text() + "\n\n" + answer(entry_point, input_text, output_text)
 
     # forward
