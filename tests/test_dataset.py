@@ -168,10 +168,12 @@ def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path):
     result = tracecot("run", "--dry-run", "--limit", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "rows:     5 → " in out and "to run:" in out and "embedded local Ray" in out
+    assert "rows:     5 → " in out and "to run:" in out and "this process, without Ray" in out  # a small input
     assert "Executor" in out and "ParquetSink" in out and "tracecot-out" in out
     assert not (tmp_path / "tracecot-out").exists()
     assert "Traceback" not in result.stderr
+    on_ray = tracecot("run", "--dry-run", "--limit", "5", "--set", "ray.engine=ray", cwd=tmp_path)
+    assert on_ray.returncode == 0 and "embedded local Ray" in on_ray.stdout, on_ray.stderr
 
 
 @pytest.fixture(scope="module")
