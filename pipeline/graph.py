@@ -116,7 +116,11 @@ def in_process(config: RunConfig, source: Location) -> bool:
     `limit` reads, estimated by rows) is at most `ray.in_process_max_kb`."""
     if config.ray.engine != "auto":
         return config.ray.engine == "in-process"
-    if config.ray.address or config.narrator.is_model or ray.is_initialized():
+    # A Ray job's driver (RAY_ADDRESS set) belongs on its cluster, and `executor_resource` asks that untrusted code
+    # run only on the nodes that advertise it: neither runs here.
+    if config.ray.address or os.environ.get("RAY_ADDRESS") or config.ray.executor_resource:
+        return False
+    if config.narrator.is_model or ray.is_initialized():
         return False
     size = input_bytes(source)
     rows = count_rows(source) if config.limit else None

@@ -73,6 +73,7 @@ def test_a_tally_survives_its_trip_from_the_sink():
     ({"ray.engine": "ray"}, False),
     ({"input": "mbpp/mbpp.jsonl", "ray.engine": "in-process"}, True),
     ({"ray.address": "auto"}, False),  # a cluster run
+    ({"ray.executor_resource": "executor"}, False),  # untrusted code only on the executor nodes
     ({"narrator.name": "openai", "narrator.openai.base_url": "http://127.0.0.1:9/v1"}, False),  # models: on Ray
 ])
 def test_auto_runs_small_template_jobs_in_process(overrides, here, monkeypatch):
