@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 @dataclass
 class RayConfig:
     address: str | None = None
-    executors: int = 2
+    executors: int = 2  # the executor, narrator and verifier pools' max; an in-process run's lanes after ingest
     # Actors each executor, template narrator and verifier pool starts with. Ray Data grows a pool only within its
     # operator's share of the CPUs (about CPUs / number of stages): on a small machine the pools stay at this size.
     min_executors: int = 1
@@ -63,7 +63,7 @@ class IngestConfig:
 
 @dataclass
 class SinkConfig:
-    actors: int = 2  # Parquet writers, and the training-column actors that feed them (fixed pools)
+    actors: int = 2  # Parquet writes at once (Ray tasks, on any worker), and the training-column actors (a fixed pool)
     rows_per_file: int = 10_000  # rows of a sink batch, split between records/ and rejected/
 
 

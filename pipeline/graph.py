@@ -1,12 +1,14 @@
 """The Ray Data graph of a run, and the run itself: the stage list of `pipeline/stages.py` on Ray Data.
 
-Each step becomes one `map_batches` over an actor pool: the stage's declared placement, sized by the config.
+Each step becomes one `map_batches` over an actor pool (or, for a stage that keeps no state, a pool of Ray tasks):
+the stage's declared placement, sized by the config.
 CPU shares are fractional on purpose: on a small machine a read task plus full-CPU actor pools can wait on
 each other forever.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -17,14 +19,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
 import pyarrow as pa
 import ray
 import ray.data
-from ray.data import ActorPoolStrategy
+from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
 from operators.dataset import tokens
 from operators.ingest.index import LocalIndex, RunIndex
@@ -36,7 +39,17 @@ from pipeline.html_report import write_html
 from pipeline.progress import Progress, reported, reporting
 from pipeline.report import Funnel, actors, narration_summary, placement, stage_timings, versions, write_report
 from pipeline.sources import InputError, count_rows, input_bytes, input_files, iter_lines, read_problems
-from pipeline.stages import LINES_PER_INGEST_BATCH, Step, ingest_step, limits, run_local, sink_step, steps
+from pipeline.stages import (
+    LINES_PER_INGEST_BATCH,
+    Step,
+    ingest_step,
+    limits,
+    line_batches,
+    run_local,
+    sink_step,
+    steps,
+    through_local,
+)
 from pipeline.state import DoneIndex, count_done, sharded_index
 from pipeline.storage import Location, ensure_writable, locate
 from pipeline.tally import Tally, count
@@ -71,9 +84,20 @@ def through(ds: ray.data.Dataset, stage_steps: list[Step], counts: Any) -> ray.d
         stage, args = step.stage, step.args
         if i in shown:
             stage, args = reporting(stage), {**args, "counts": counts}
-        ds = ds.map_batches(stage, batch_format="pyarrow", batch_size=step.batch_size, fn_constructor_kwargs=args,
-                            **ray_options(step))
+        work = {"fn": as_task(stage, args)} if step.stage.placement.tasks else \
+            {"fn": stage, "fn_constructor_kwargs": args}
+        ds = ds.map_batches(**work, batch_format="pyarrow", batch_size=step.batch_size, **ray_options(step))
     return ds
+
+
+def as_task(stage: type, args: dict[str, Any]) -> Callable[[pa.Table], pa.Table]:
+    """A stage that keeps no state between batches (`Placement.tasks`) as the function a Ray task runs: the stage
+    made for one batch. It keeps the stage's name, which Ray shows for its operator (`MapBatches(ParquetSink)`)."""
+    def one_batch(batch: pa.Table) -> pa.Table:
+        return stage(**args)(batch)
+
+    one_batch.__name__ = one_batch.__qualname__ = stage.__name__
+    return one_batch
 
 
 def drain(config: RunConfig, source: Location, stage_steps: list[Step], funnel: Funnel, progress: Progress) -> None:
@@ -90,7 +114,12 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], funnel: 
 def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step], sink: Step, funnel: Funnel,
                      progress: Progress) -> None:
     """`drain` without Ray: the same steps in this process, a few input lines at a time, and the sink fed files of
-    `sink.rows_per_file` rows as on Ray. Stage counts come from here, as they come from the actors on Ray."""
+    `sink.rows_per_file` rows as on Ray. Stage counts come from here, as they come from the actors on Ray.
+
+    Ingest runs in this thread, in input order (it decides which of two equal calls is the repeat). The steps
+    after it run in `ray.executors` lanes, threads with their own stages and sandbox each: a lane mostly waits on
+    its sandbox's children, so the lanes keep as many CPUs busy as the executor actors would. Batches reach the
+    sink in input order, so the records do not depend on which lane was faster."""
     writer = sink.stage(**sink.args)
     waiting: list[pa.Table] = []
 
@@ -101,13 +130,41 @@ def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step
             waiting.clear()
             progress.record(funnel)
 
+    head = [step.stage(**step.args) for step in itertools.takewhile(lambda step: step.stage.name == "ingest",
+                                                                     stage_steps)]
+    lane = threading.local()
+
+    def rest(batch: pa.Table) -> pa.Table:
+        if not hasattr(lane, "stages"):
+            lane.stages = [step.stage(**step.args) for step in stage_steps[len(head):]]
+        return through_local(lane.stages, batch, counts.add, first=len(head))
+
     lines = itertools.islice(iter_lines(source), config.limit)
-    with progress.live_here(reported(stage_steps), input_size(config, source)) as counts:
-        for batch in run_local(stage_steps, lines, LINES_PER_INGEST_BATCH, counts.add):
-            waiting.append(batch)
-            if sum(table.num_rows for table in waiting) >= sink.batch_size:
-                write()
-        write()
+    # A stage whose state every row needs (`single_actor`) cannot be split between lanes.
+    shared = any(step.stage.placement.single_actor for step in stage_steps[len(head):])
+    lanes = ThreadPoolExecutor(1 if shared else config.ray.executors, thread_name_prefix="tracecot-lane")
+    try:
+        with progress.live_here(reported(stage_steps), input_size(config, source)) as counts:
+            ingested = (through_local(head, batch, counts.add) for batch in line_batches(lines, LINES_PER_INGEST_BATCH))
+            for batch in in_order(lanes, rest, ingested, ahead=2 * config.ray.executors):
+                waiting.append(batch)
+                if sum(table.num_rows for table in waiting) >= sink.batch_size:
+                    write()
+            write()
+    finally:
+        lanes.shutdown(cancel_futures=True)  # on Ctrl-C: the lanes finish the batch in hand, start no other
+
+
+def in_order(pool: ThreadPoolExecutor, work: Callable[[pa.Table], pa.Table], items: Iterator[pa.Table],
+             ahead: int) -> Iterator[pa.Table]:
+    """`work(item)` of each item on `pool`, at most `ahead` at a time, the results in the items' order."""
+    pending: collections.deque[Future[pa.Table]] = collections.deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def in_process(config: RunConfig, source: Location) -> bool:
@@ -134,8 +191,9 @@ def ray_options(step: Step) -> dict[str, Any]:
     placement: Placement = step.stage.placement
     low, high = (1, 1) if placement.single_actor else step.actors
     in_flight = {"max_tasks_in_flight_per_actor": step.tasks_in_flight} if step.tasks_in_flight else {}
-    options: dict[str, Any] = {"num_cpus": placement.cpus if step.cpus is None else step.cpus,
-                               "compute": ActorPoolStrategy(min_size=low, max_size=high, **in_flight)}
+    compute = TaskPoolStrategy(size=high) if placement.tasks else \
+        ActorPoolStrategy(min_size=low, max_size=high, **in_flight)
+    options: dict[str, Any] = {"num_cpus": placement.cpus if step.cpus is None else step.cpus, "compute": compute}
     if step.gpus:
         options["num_gpus"] = step.gpus
     if step.resources:
@@ -361,9 +419,10 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
              "stages:"]
     for step in [*steps(config, Path(source.path).name, index, mode), sink_step(config, "dry-run", index)]:
         low, high = (1, 1) if step.stage.placement.single_actor else step.actors
+        pool = f"tasks ≤{high}" if step.stage.placement.tasks else f"actors {low}-{high}"
         extra = f", GPUs {step.gpus}" if step.gpus else ""
         extra += f", resources {step.resources}" if step.resources else ""
-        lines.append(f"  {step.stage.__name__:18} actors {low}-{high}, batch {step.batch_size}{extra}")
+        lines.append(f"  {step.stage.__name__:18} {pool}, batch {step.batch_size}{extra}")
     lines += [f"output:   {output.uri} (fingerprint {config.fingerprint()}, tokenizer {config.tokenizer})",
               f"sandbox:  requires {', '.join(config.sandbox.require) or 'no layers'}; "
               "checked when the run starts"]

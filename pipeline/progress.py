@@ -298,10 +298,12 @@ class LocalCounts:
         self.shown = shown
         # Every key exists from the start, so the printing thread's copy never meets a dict changing size.
         self.rows: dict[str, int] = dict.fromkeys(shown.values(), 0)
+        self._lock = threading.Lock()  # the lanes of an in-process run add at once
 
     def add(self, step: int, batch: pa.Table) -> None:
         if step in self.shown:
-            self.rows[self.shown[step]] += input_rows(batch)
+            with self._lock:
+                self.rows[self.shown[step]] += input_rows(batch)
 
     def snapshot(self) -> Counts:
         return dict(self.rows), dict.fromkeys(self.rows, 1)

@@ -136,16 +136,28 @@ def sink_step(config: RunConfig, run_id: str, index: RunIndex, **args: Any) -> S
                               **args}, config.sink.rows_per_file, (config.sink.actors, config.sink.actors))
 
 
+Finished = Callable[[int, pa.Table], None]  # told of each batch step i has just finished (the batch as it came in)
+
+
 def run_local(stage_steps: Sequence[Step], lines: Iterable[str], lines_per_batch: int = LINES_PER_BATCH,
-              finished: Callable[[int, pa.Table], None] | None = None) -> Iterator[pa.Table]:
-    """The same stages in this process, no Ray: each batch of input lines through every stage in order.
-    `finished(i, batch)` is told of each batch step `i` has just finished (the batch as it came in)."""
+              finished: Finished | None = None) -> Iterator[pa.Table]:
+    """The same stages in this process, no Ray: each batch of input lines through every stage in order."""
     stages = [step.stage(**step.args) for step in stage_steps]
+    for batch in line_batches(lines, lines_per_batch):
+        yield through_local(stages, batch, finished)
+
+
+def line_batches(lines: Iterable[str], lines_per_batch: int) -> Iterator[pa.Table]:
+    """Input lines as the first stage takes them: tables of one `text` column."""
     lines = iter(lines)
     while chunk := list(itertools.islice(lines, lines_per_batch)):
-        batch = pa.table({"text": pa.array(chunk, pa.string())})
-        for i, stage in enumerate(stages):
-            batch, before = stage(batch), batch
-            if finished:
-                finished(i, before)
-        yield batch
+        yield pa.table({"text": pa.array(chunk, pa.string())})
+
+
+def through_local(stages: Sequence[Any], batch: pa.Table, finished: Finished | None = None, first: int = 0) -> pa.Table:
+    """`batch` through made stages in order; `first` is the position of the first of them in the stage list."""
+    for i, stage in enumerate(stages, first):
+        batch, before = stage(batch), batch
+        if finished:
+            finished(i, before)
+    return batch

@@ -32,6 +32,7 @@ def test_the_stage_list_is_the_dataflow_in_order():
     run = [*steps(config, "x", LocalIndex()), sink_step(config, "r", LocalIndex())]
     assert not any(step.stage.placement.single_actor for step in run)
     assert Dedup.placement.single_actor  # synthesis: the problems kept so far
+    assert [step.stage.__name__ for step in run if step.stage.placement.tasks] == ["ParquetSink"]  # no state kept
     pools = {step.stage.__name__: step.actors for step in run}
     light = ("ParseProblems", "DecontamStage", "TrainingColumns", "ParquetSink")
     assert {pools[name] for name in light} == {(2, 2)}

@@ -35,17 +35,20 @@ class Placement:
     single_actor: bool = False  # state every row needs (e.g. problems kept so far) lives in one actor
     cpus: float = 0.1  # per actor; fractional on purpose: on a small machine whole CPUs deadlock (NOTES.md)
     on_executor_nodes: bool = False  # runs untrusted code: goes to the nodes advertising `ray.executor_resource`
+    # Keeps nothing between batches worth an actor: each batch is a Ray task, run by whichever worker is free
+    # anywhere in the cluster (the pool size caps the tasks at once), so no one process carries the stage.
+    tasks: bool = False
 
 
 def worker() -> tuple[str, str]:
-    """The Ray node and actor this process is, or the host name and process id outside Ray: where a stage did
-    its work."""
+    """The Ray node and actor (or, running a task, worker) this process is, or the host name and process id
+    outside Ray: where a stage did its work."""
     try:
         import ray
 
         if ray.is_initialized():
             context = ray.get_runtime_context()
-            return context.get_node_id(), context.get_actor_id() or f"pid-{os.getpid()}"
+            return context.get_node_id(), context.get_actor_id() or context.get_worker_id()
     except ImportError:
         pass
     return socket.gethostname(), f"pid-{os.getpid()}"
