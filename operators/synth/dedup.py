@@ -28,11 +28,12 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
-
-from datasketch import MinHash, MinHashLSH
+from typing import TYPE_CHECKING, Literal
 
 from operators.ingest.decontam import _TOKEN, normalise
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 # Python scopes: a name bound inside one of these is a different variable from the same name outside it.
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
@@ -265,6 +266,10 @@ class Deduplicator:
         self._exact: dict[bytes, str] = {}
         self._shingles: dict[str, frozenset[int]] = {}
         self._keys: set[str] = set()
+        # Imported here: datasketch loads scipy (~0.8 s), which every `tracecot` command and Ray worker would pay
+        # for, through the config's synthesis fingerprint, without deduplicating anything.
+        from datasketch import MinHashLSH
+
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=_bands(threshold, num_perm))
         for bench, items in (benchmarks or {}).items():
             for item, code in items.items():
@@ -293,6 +298,8 @@ class Deduplicator:
         return _Fingerprint(hashlib.blake2b(form.encode(), digest_size=16).digest(), shingles)
 
     def _minhash(self, shingles: frozenset[int]) -> MinHash:
+        from datasketch import MinHash
+
         minhash = MinHash(num_perm=self.num_perm, seed=SEED, hashfunc=int)  # shingles are hashed already
         minhash.update_batch(sorted(shingles))
         return minhash
