@@ -191,9 +191,14 @@ def ray_options(step: Step) -> dict[str, Any]:
     placement: Placement = step.stage.placement
     low, high = (1, 1) if placement.single_actor else step.actors
     in_flight = {"max_tasks_in_flight_per_actor": step.tasks_in_flight} if step.tasks_in_flight else {}
-    compute = TaskPoolStrategy(size=high) if placement.tasks else \
-        ActorPoolStrategy(min_size=low, max_size=high, **in_flight)
-    options: dict[str, Any] = {"num_cpus": placement.cpus if step.cpus is None else step.cpus, "compute": compute}
+    options: dict[str, Any] = {"num_cpus": placement.cpus if step.cpus is None else step.cpus}
+    if placement.tasks:
+        # Ray Data runs a task whose input exceeds 50 MB (a 10,000-row sink batch) where its blocks are: every
+        # write, and its batch's memory (~2 GB at peak for MBPP+), then piles onto the node that made them, one
+        # worker doing all the writing. Spread, each batch goes to the next node.
+        options |= {"compute": TaskPoolStrategy(size=high), "scheduling_strategy": "SPREAD"}
+    else:
+        options["compute"] = ActorPoolStrategy(min_size=low, max_size=high, **in_flight)
     if step.gpus:
         options["num_gpus"] = step.gpus
     if step.resources:

@@ -1,7 +1,7 @@
 """Run accounting: what finished work rows add up to, counted by the sink and summed for the report.
 
 An *item* is one (call, direction), or one unreadable input row. A call rejected before narration stands for
-each of its directions. A `Tally` crosses from the sink actors to the driver as JSON (`to_json` / `from_json`),
+each of its directions. A `Tally` crosses from the sink (Ray tasks) to the driver as JSON (`to_json` / `from_json`),
 the only place it is ever a string.
 """
 
