@@ -8,7 +8,7 @@ Starts a cluster on this machine (`ray start`: a head and `--workers` nodes with
 - records/s and busy seconds per stage (the run report), actors per stage (`actors` in the run report, where
   the run records it), Parquet files and rows per file in records/ and rejected/;
 - peak RSS of the driver and of each actor kind (processes titled `ray::<stage>`), sampled every 0.5 s;
-- with `--kill`: one executor actor killed (SIGKILL) once the first rows are executed, one sink actor once the
+- with `--kill`: one executor actor killed (SIGKILL) once the first rows are executed, one sink task once the
   first records are written;
   then every input row must be accounted for (read = input rows, items = written + rejected + already done)
   and no record id may appear twice;
@@ -170,7 +170,7 @@ def run(cluster: Cluster, source: Path, output: Path, limit: int | None, setting
         if kill and not killed.get("executor") and executed and int(executed.group(1)) > 0:
             killed["executor"] = kill_one(cluster, "(Executor)")  # while the pool still works
         if kill and not killed.get("sink") and _written(output) > 0:
-            killed["sink"] = kill_one(cluster, "Sink)")  # tried again on the next line if none was found
+            killed["sink"] = kill_one(cluster, "ParquetSink")  # tried again on the next line if none was found
     driver.wait()
     memory.stop()
     return {"code": driver.returncode, "seconds": time.perf_counter() - started, "log": "".join(log[-30:]),
@@ -248,7 +248,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--workers", type=int, default=2, help="executor nodes besides the head")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs each node declares")
-    parser.add_argument("--kill", action="store_true", help="kill an executor and a sink actor mid-run")
+    parser.add_argument("--kill", action="store_true", help="kill an executor actor and a sink task mid-run")
     parser.add_argument("--synthetic", default="", help="comma-separated call counts of generated inputs")
     parser.add_argument("--synthetic-only", action="store_true", help="skip the --input run")
     parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE")

@@ -65,6 +65,7 @@ class IngestConfig:
 class SinkConfig:
     actors: int = 2  # Parquet writes at once (Ray tasks, on any worker), and the training-column actors (a fixed pool)
     rows_per_file: int = 10_000  # rows of a sink batch, split between records/ and rejected/
+    flush_s: float = 300.0  # a smaller batch is written once its first rows have waited this long (0: never)
 
 
 @dataclass
@@ -365,6 +366,7 @@ def validate(config: RunConfig) -> None:
         (config.ingest.shards >= 1, "ingest.shards must be at least 1"),
         (config.sink.actors >= 1, "sink.actors must be at least 1"),
         (config.sink.rows_per_file >= 1, "sink.rows_per_file must be at least 1"),
+        (config.sink.flush_s >= 0, "sink.flush_s must be 0 (no flush on time) or more"),
         (config.sandbox.timeout_s > 0, "sandbox.timeout_s must be positive"),
         (config.sandbox.wall_timeout_s >= config.sandbox.timeout_s,
          "sandbox.wall_timeout_s must be at least sandbox.timeout_s"),

@@ -1,7 +1,7 @@
 """The Ray Data graph of a run, and the run itself: the stage list of `pipeline/stages.py` on Ray Data.
 
-Each step becomes one `map_batches` over an actor pool (or, for a stage that keeps no state, a pool of Ray tasks):
-the stage's declared placement, sized by the config.
+Each step becomes one `map_batches` over an actor pool: the stage's declared placement, sized by the config. The
+sink is not one of them: the driver files finished blocks and runs a sink task per file (`pipeline.filing`).
 CPU shares are fractional on purpose: on a small machine a read task plus full-CPU actor pools can wait on
 each other forever.
 """
@@ -27,7 +27,8 @@ from typing import Any, TextIO
 import pyarrow as pa
 import ray
 import ray.data
-from ray.data import ActorPoolStrategy, TaskPoolStrategy
+from ray.data import ActorPoolStrategy
+from ray.data.block import BlockAccessor
 
 from operators.dataset import tokens
 from operators.ingest.index import LocalIndex, RunIndex
@@ -35,6 +36,7 @@ from operators.sandbox.client import Sandbox
 from operators.stages.base import Placement
 from pipeline.card import CARD, write_card
 from pipeline.config import ConfigError, RunConfig
+from pipeline.filing import Filing, Piece, SinkTasks, arrivals, table_of
 from pipeline.html_report import write_html
 from pipeline.progress import Progress, reported, reporting
 from pipeline.report import Funnel, actors, narration_summary, placement, stage_timings, versions, write_report
@@ -84,31 +86,46 @@ def through(ds: ray.data.Dataset, stage_steps: list[Step], counts: Any) -> ray.d
         stage, args = step.stage, step.args
         if i in shown:
             stage, args = reporting(stage), {**args, "counts": counts}
-        work = {"fn": as_task(stage, args)} if step.stage.placement.tasks else \
-            {"fn": stage, "fn_constructor_kwargs": args}
-        ds = ds.map_batches(**work, batch_format="pyarrow", batch_size=step.batch_size, **ray_options(step))
+        ds = ds.map_batches(stage, fn_constructor_kwargs=args, batch_format="pyarrow", batch_size=step.batch_size,
+                            **ray_options(step))
     return ds
 
 
-def as_task(stage: type, args: dict[str, Any]) -> Callable[[pa.Table], pa.Table]:
-    """A stage that keeps no state between batches (`Placement.tasks`) as the function a Ray task runs: the stage
-    made for one batch. It keeps the stage's name, which Ray shows for its operator (`MapBatches(ParquetSink)`)."""
-    def one_batch(batch: pa.Table) -> pa.Table:
-        return stage(**args)(batch)
+def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: Step, funnel: Funnel,
+          progress: Progress) -> None:
+    """Run the input through the steps to the end and file what comes out: sink tasks write each file
+    (`pipeline.filing`), and each file's tally joins the funnel as it arrives, with the stages' live progress
+    printed meanwhile (`pipeline/progress.py`)."""
+    filing: Filing[tuple[Any, int]] = Filing(sink.batch_size, config.sink.flush_s)
+    writers = SinkTasks(sink)
 
-    one_batch.__name__ = one_batch.__qualname__ = stage.__name__
-    return one_batch
-
-
-def drain(config: RunConfig, source: Location, stage_steps: list[Step], funnel: Funnel, progress: Progress) -> None:
-    """Run the input through the steps (the sink last) to the end, adding each sink batch's tally to the funnel as
-    it arrives, with the stages' live progress printed meanwhile (`pipeline/progress.py`)."""
-    with progress.live(list(reported(stage_steps).values()), input_size(config, source)) as counts:
-        for batch in through(read_input(config, source), stage_steps, counts).iter_batches(
-                batch_size=None, batch_format="pyarrow"):
-            for tally in batch.column("tally").to_pylist():
+    def tallied(outputs: Iterator[pa.Table]) -> None:
+        for output in outputs:
+            for tally in output.column("tally").to_pylist():
                 funnel.add(Tally.from_json(tally))
             progress.record(funnel)
+
+    with progress.live(list(reported(stage_steps).values()), input_size(config, source)) as counts:
+        bundles = through(read_input(config, source), stage_steps, counts).iter_internal_ref_bundles()
+        for bundle in arrivals(bundles, filing.wait_s):
+            for block, span in zip(bundle.blocks, bundle.slices, strict=True) if bundle else ():
+                offset, rows = (span.start_offset, span.num_rows) if span else (0, block_rows(block))
+                for pieces in filing.add((block.ref, offset), rows):
+                    tallied(writers.write(pieces))
+            tallied(writers.finished())
+            if filing.overdue():
+                tallied(writers.write(filing.take()))
+        if filing.pieces:
+            tallied(writers.write(filing.take()))
+        tallied(writers.drain())
+
+
+def block_rows(block: Any) -> int:
+    """The rows of a finished block (a Ray Data `BlockEntry`): from its metadata, or, where that does not say,
+    from the block itself."""
+    if block.metadata.num_rows is not None:
+        return block.metadata.num_rows
+    return BlockAccessor.for_block(ray.get(block.ref)).num_rows()
 
 
 def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step], sink: Step, funnel: Funnel,
@@ -121,14 +138,12 @@ def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step
     its sandbox's children, so the lanes keep as many CPUs busy as the executor actors would. Batches reach the
     sink in input order, so the records do not depend on which lane was faster."""
     writer = sink.stage(**sink.args)
-    waiting: list[pa.Table] = []
+    filing: Filing[pa.Table] = Filing(sink.batch_size, config.sink.flush_s)
 
-    def write() -> None:
-        if waiting:
-            for tally in writer(pa.concat_tables(waiting)).column("tally").to_pylist():
-                funnel.add(Tally.from_json(tally))
-            waiting.clear()
-            progress.record(funnel)
+    def write(pieces: list[Piece[pa.Table]]) -> None:
+        for tally in writer(table_of(pieces)).column("tally").to_pylist():
+            funnel.add(Tally.from_json(tally))
+        progress.record(funnel)
 
     head = [step.stage(**step.args) for step in itertools.takewhile(lambda step: step.stage.name == "ingest",
                                                                      stage_steps)]
@@ -147,10 +162,12 @@ def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step
         with progress.live_here(reported(stage_steps), input_size(config, source)) as counts:
             ingested = (through_local(head, batch, counts.add) for batch in line_batches(lines, LINES_PER_INGEST_BATCH))
             for batch in in_order(lanes, rest, ingested, ahead=2 * config.ray.executors):
-                waiting.append(batch)
-                if sum(table.num_rows for table in waiting) >= sink.batch_size:
-                    write()
-            write()
+                for pieces in filing.add(batch, batch.num_rows):
+                    write(pieces)
+                if filing.overdue():
+                    write(filing.take())
+            if filing.pieces:
+                write(filing.take())
     finally:
         lanes.shutdown(cancel_futures=True)  # on Ctrl-C: the lanes finish the batch in hand, start no other
 
@@ -192,13 +209,7 @@ def ray_options(step: Step) -> dict[str, Any]:
     low, high = (1, 1) if placement.single_actor else step.actors
     in_flight = {"max_tasks_in_flight_per_actor": step.tasks_in_flight} if step.tasks_in_flight else {}
     options: dict[str, Any] = {"num_cpus": placement.cpus if step.cpus is None else step.cpus}
-    if placement.tasks:
-        # Ray Data runs a task whose input exceeds 50 MB (a 10,000-row sink batch) where its blocks are: every
-        # write, and its batch's memory (~2 GB at peak for MBPP+), then piles onto the node that made them, one
-        # worker doing all the writing. Spread, each batch goes to the next node.
-        options |= {"compute": TaskPoolStrategy(size=high), "scheduling_strategy": "SPREAD"}
-    else:
-        options["compute"] = ActorPoolStrategy(min_size=low, max_size=high, **in_flight)
+    options["compute"] = ActorPoolStrategy(min_size=low, max_size=high, **in_flight)
     if step.gpus:
         options["num_gpus"] = step.gpus
     if step.resources:
@@ -326,8 +337,8 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
                     refuse_unshared_output(config, output)
                     # The index shards load the output's done ids, each its slice; not the driver (pipeline/state.py).
                     with sharded_index(config.output, config.storage, config.ingest.shards) as index:
-                        drain(config, source, [*steps(config, Path(source.path).name, index, mode),
-                                               sink_step(config, run_id, index)], funnel, progress)
+                        drain(config, source, steps(config, Path(source.path).name, index, mode),
+                              sink_step(config, run_id, index), funnel, progress)
             except KeyboardInterrupt:
                 status = "interrupted"
             finally:

@@ -1,22 +1,15 @@
-"""The Parquet sink: accepted rows to `records/`, rejected rows to `rejected/`, one tally row per batch out.
+"""The Parquet sink: accepted rows to `records/`, rejected rows to `rejected/`, one tally row per file out.
 
-On Ray the sink runs as tasks, not actors (`Placement.tasks`): it keeps nothing between batches, so each batch is
-written by whichever worker is free, anywhere in the cluster, up to `sink.actors` at once, as Ray Data's own
-writers do. (An actor pool of writers left all but one idle: Ray Data hands a batch to the actor freed last, and
-at a file every minute or so one writer is always free.) A file holds the rows of one batch, so files are sized by
-rows (the sink step's batch size, `sink.rows_per_file`, which Ray Data's bundler fills; the last batches of a run
-are smaller).
+On Ray the sink runs as tasks, not actors: it keeps nothing between files, so each file is written by whichever
+worker is free, anywhere in the cluster, up to `sink.actors` at once. Which rows make a file (`sink.rows_per_file`
+of them, or fewer once they have waited `sink.flush_s`) the driver decides, by reference (`pipeline.filing`).
 
 Writes are idempotent: a row already written in this run is not written again (an upstream task retried after
-a crash may resend it, in another batch, to another writer): each batch claims its rows in the run index
-(`operators.ingest.index`) and writes those no other batch claimed first. A retried sink batch claims the same
+a crash may resend it, in another file, to another writer): each file claims its rows in the run index
+(`operators.ingest.index`) and writes those no other file claimed first. A retried sink task claims the same
 rows again, and a file is named after the hash of the record ids it holds, so it rewrites the same file instead
 of adding a copy. On local disks a file appears under its final name only once complete (written to a hidden
 temporary name, then renamed), so an interrupted run leaves no torn file.
-
-There is no flush on a timer: a sink that kept rows across batches would have returned (so Ray Data counts as
-done) batches it had not written, and its death would lose them. A file is written within the call that
-received its rows, so a sink worker that dies mid-batch has its batch retried.
 """
 
 from __future__ import annotations
@@ -39,7 +32,7 @@ TALLY_SCHEMA = pa.schema([("tally", pa.string())])
 
 
 class ParquetSink:
-    """The last stage: writes one batch of finished work rows and returns what it counted (a `Tally`).
+    """The last stage: writes one file's worth of finished work rows and returns what it counted (a `Tally`).
 
     `index` remembers the rows written in this run across the writers (a `pipeline.state.ShardedIndex`); the
     default, a `LocalIndex`, remembers them in this object only, which is right for one writer in one process."""

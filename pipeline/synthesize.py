@@ -126,8 +126,8 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray
         try:
             ray_started = start_ray(config.ray.address)
             with sharded_index(config.output, config.storage, config.ingest.shards, FOLDERS) as index:
-                drain(config, source, [*steps(config, mode, Path(source.path).name, index),
-                                       sink_step(config, run_id, index)], funnel, progress)
+                drain(config, source, steps(config, mode, Path(source.path).name, index),
+                      sink_step(config, run_id, index), funnel, progress)
         except KeyboardInterrupt:
             status = "interrupted"
         finally:

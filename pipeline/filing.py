@@ -1,0 +1,153 @@
+"""Which finished rows go into one output file, and, on Ray, the sink tasks that write them.
+
+A file holds `sink.rows_per_file` rows, or, when rows come slowly, whatever has waited `sink.flush_s` seconds
+(a slow model narrator still streams a file every few minutes). Both engines use `Filing` for that decision; the
+in-process engine writes the file itself (`pipeline.graph.drain_in_process`).
+
+On Ray the driver files finished blocks by reference (`Dataset.iter_internal_ref_bundles`): it never holds
+rows, only ids of blocks in the object store, and hands each file's blocks to one sink task, at most
+`sink.actors` at once, spread over the cluster. The task keeps no state: if its worker dies, Ray runs it again
+with the same blocks, and the sink's claims in the run index and content-addressed file names keep the rows
+written once (`pipeline.sinks`). The time flush lives here, not in a sink actor, because an actor holding rows
+past the call that brought them would lose them when it died.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+import pyarrow as pa
+
+from pipeline.stages import Step
+
+Item = TypeVar("Item")
+Piece = tuple[Item, int, int]  # rows start..end (end excluded) of an item
+TASK_RETRIES = 5  # a sink task whose worker died is run again this often (the same blocks, the same file)
+
+
+class Filing(Generic[Item]):
+    """Rows waiting for their file, as pieces of the items (tables, or references to blocks) they came in.
+
+    Files are cut at `rows_per_file` rows exactly, an item split between two files where it must, so file sizes
+    do not depend on how the engine happened to group rows. A file's pieces depend only on the order items come
+    in: a sink task run again writes the same file."""
+
+    def __init__(self, rows_per_file: int, flush_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rows_per_file = rows_per_file
+        self.flush_s = flush_s  # 0: no flush on time, files by rows only
+        self.clock = clock
+        self.pieces: list[Piece[Item]] = []
+        self.rows = 0
+        self.since = 0.0  # when the oldest waiting row came
+
+    def add(self, item: Item, rows: int) -> Iterator[list[Piece[Item]]]:
+        """File an item of `rows` rows; each file this fills, as its pieces."""
+        start = 0
+        while start < rows:
+            if not self.pieces:
+                self.since = self.clock()
+            end = min(rows, start + self.rows_per_file - self.rows)
+            self.pieces.append((item, start, end))
+            self.rows += end - start
+            start = end
+            if self.rows >= self.rows_per_file:
+                yield self.take()
+
+    def wait_s(self) -> float | None:
+        """Seconds until the waiting rows are due on time; None when none wait or there is no time flush."""
+        if not self.pieces or not self.flush_s:
+            return None
+        return max(0.0, self.since + self.flush_s - self.clock())
+
+    def overdue(self) -> bool:
+        return self.wait_s() == 0.0
+
+    def take(self) -> list[Piece[Item]]:
+        pieces, self.pieces, self.rows = self.pieces, [], 0
+        return pieces
+
+
+def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Iterator[Item | None]:
+    """The items as they come (read in a thread), and None each time `wait_s()` seconds pass without one: the
+    caller's moment to flush. The reader waits while the caller is busy, so what it reads stays bounded."""
+    arrived: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+
+    def read() -> None:
+        try:
+            for item in items:
+                arrived.put(("item", item))
+            arrived.put(("end", None))
+        except BaseException as err:  # the dataset's failure is the run's: raised in the caller's thread
+            arrived.put(("error", err))
+
+    threading.Thread(target=read, name="tracecot-filing", daemon=True).start()
+    while True:
+        try:
+            kind, value = arrived.get(timeout=wait_s())
+        except queue.Empty:
+            yield None
+            continue
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
+class SinkTasks:
+    """The sink on Ray: one task per file, fed the file's blocks by reference, at most `step.actors[1]` running."""
+
+    def __init__(self, step: Step) -> None:
+        import ray
+
+        self.ray = ray
+        self.args = ray.put(step.args)  # the sink's arguments (the run index's handles) travel once
+        self.stage = step.stage
+        options: dict[str, Any] = {"name": step.stage.__name__, "num_cpus": step.stage.placement.cpus,
+                                   "max_retries": TASK_RETRIES, "scheduling_strategy": "SPREAD"}
+        if step.resources:
+            options["resources"] = step.resources
+        # Spread: Ray would run a task with large arguments where its blocks are, and one node would write all.
+        self.task = ray.remote(write_file).options(**options)
+        self.limit = step.actors[1]
+        self.running: list[Any] = []
+
+    def write(self, pieces: list[Piece[tuple[Any, int]]]) -> Iterator[pa.Table]:
+        """Start a task writing one file of `pieces` of blocks (each a reference and the offset of the rows it
+        was given), after waiting for a free slot; the output of the tasks that finished meanwhile."""
+        while len(self.running) >= self.limit:
+            yield from self.finished(wait=True)
+        spans = [(offset + start, offset + end) for (_, offset), start, end in pieces]
+        self.running.append(self.task.remote(self.stage, self.args, spans, *(ref for (ref, _), _, _ in pieces)))
+        yield from self.finished()
+
+    def finished(self, wait: bool = False) -> Iterator[pa.Table]:
+        """The output of tasks that have finished (with `wait`, of at least one)."""
+        if not self.running:
+            return
+        done, self.running = self.ray.wait(self.running, num_returns=1 if wait else len(self.running),
+                                           timeout=None if wait else 0)
+        yield from self.ray.get(done)
+
+    def drain(self) -> Iterator[pa.Table]:
+        while self.running:
+            yield from self.finished(wait=True)
+
+
+def write_file(stage: type, args: dict[str, Any], spans: list[tuple[int, int]], *blocks: Any) -> pa.Table:
+    """The sink task: the rows of each block in its span (start, end) as one file, by `stage`. Ray fetches the
+    blocks to this worker before the task starts."""
+    from ray.data.block import BlockAccessor
+
+    return stage(**args)(table_of([(BlockAccessor.for_block(block).to_arrow(), start, end)
+                                   for block, (start, end) in zip(blocks, spans, strict=True)]))
+
+
+def table_of(pieces: list[Piece[pa.Table]]) -> pa.Table:
+    """The rows of a file whose pieces are tables, in order."""
+    return pa.concat_tables([table.slice(start, end - start) for table, start, end in pieces],
+                            promote_options="default")

@@ -1,0 +1,44 @@
+"""Which rows go into one output file (`pipeline.filing`): cut at the row count, flushed on time."""
+
+import pyarrow as pa
+
+from pipeline.filing import Filing, table_of
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_files_are_cut_at_the_row_count_whatever_the_items_sizes():
+    filing: Filing[str] = Filing(rows_per_file=10, flush_s=0)
+    files = [*filing.add("a", 4), *filing.add("b", 25), *filing.add("c", 3)]
+    assert files == [[("a", 0, 4), ("b", 0, 6)], [("b", 6, 16)], [("b", 16, 25), ("c", 0, 1)]]
+    assert filing.pieces == [("c", 1, 3)] and filing.rows == 2
+    assert filing.wait_s() is None and not filing.overdue()  # no flush on time: the rest waits for the end
+    assert filing.take() == [("c", 1, 3)] and filing.rows == 0
+
+
+def test_rows_that_waited_flush_s_are_due_however_few():
+    clock = Clock()
+    filing: Filing[str] = Filing(rows_per_file=1000, flush_s=30, clock=clock)
+    assert filing.wait_s() is None  # nothing waits
+    assert not list(filing.add("a", 5))
+    clock.now += 20
+    assert not list(filing.add("b", 5))
+    assert filing.wait_s() == 10 and not filing.overdue()  # timed from the oldest waiting row
+    clock.now += 10
+    assert filing.overdue() and filing.take() == [("a", 0, 5), ("b", 0, 5)]
+    clock.now += 100
+    assert not filing.overdue()  # the clock starts again with the next row
+    assert not list(filing.add("c", 1)) and filing.wait_s() == 30
+
+
+def test_a_file_is_its_pieces_rows_in_order():
+    first, second = pa.table({"x": [0, 1, 2, 3]}), pa.table({"x": [4, 5, 6]})
+    filing: Filing[pa.Table] = Filing(rows_per_file=5, flush_s=0)
+    (pieces,) = [*filing.add(first, 4), *filing.add(second, 3)]
+    assert table_of(pieces).column("x").to_pylist() == [0, 1, 2, 3, 4]
