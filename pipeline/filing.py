@@ -14,6 +14,7 @@ past the call that brought them would lose them when it died.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -73,29 +74,44 @@ class Filing(Generic[Item]):
 
 def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Iterator[Item | None]:
     """The items as they come (read in a thread), and None each time `wait_s()` seconds pass without one: the
-    caller's moment to flush. The reader waits while the caller is busy, so what it reads stays bounded."""
+    caller's moment to flush. The reader waits while the caller is busy, so what it reads stays bounded; when
+    the caller stops early (an error, Ctrl-C), the reader stops too and closes `items`."""
     arrived: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stopped = threading.Event()
+
+    def hand_over(message: tuple[str, Any]) -> bool:
+        """`message` to the caller; False once the caller has stopped listening."""
+        while not stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                arrived.put(message, timeout=0.2)
+                return True
+        return False
 
     def read() -> None:
         try:
-            for item in items:
-                arrived.put(("item", item))
-            arrived.put(("end", None))
+            if all(hand_over(("item", item)) for item in items):
+                hand_over(("end", None))
         except BaseException as err:  # the dataset's failure is the run's: raised in the caller's thread
-            arrived.put(("error", err))
+            hand_over(("error", err))
+        finally:
+            if close := getattr(items, "close", None):
+                close()
 
     threading.Thread(target=read, name="tracecot-filing", daemon=True).start()
-    while True:
-        try:
-            kind, value = arrived.get(timeout=wait_s())
-        except queue.Empty:
-            yield None
-            continue
-        if kind == "end":
-            return
-        if kind == "error":
-            raise value
-        yield value
+    try:
+        while True:
+            try:
+                kind, value = arrived.get(timeout=wait_s())
+            except queue.Empty:
+                yield None
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stopped.set()
 
 
 class SinkTasks:

@@ -88,6 +88,8 @@ def through(ds: ray.data.Dataset, stage_steps: list[Step], counts: Any) -> ray.d
             stage, args = reporting(stage), {**args, "counts": counts}
         ds = ds.map_batches(stage, fn_constructor_kwargs=args, batch_format="pyarrow", batch_size=step.batch_size,
                             **ray_options(step))
+        if step.blocks_of:  # Ray Data sends a task whole blocks, however many rows they hold
+            ds = ds.repartition(target_num_rows_per_block=step.blocks_of)
     return ds
 
 

@@ -1,8 +1,14 @@
 """Which rows go into one output file (`pipeline.filing`): cut at the row count, flushed on time."""
 
-import pyarrow as pa
+import itertools
+import threading
+import time
+from collections.abc import Iterator
 
-from pipeline.filing import Filing, table_of
+import pyarrow as pa
+import pytest
+
+from pipeline.filing import Filing, arrivals, table_of
 
 
 class Clock:
@@ -42,3 +48,32 @@ def test_a_file_is_its_pieces_rows_in_order():
     filing: Filing[pa.Table] = Filing(rows_per_file=5, flush_s=0)
     (pieces,) = [*filing.add(first, 4), *filing.add(second, 3)]
     assert table_of(pieces).column("x").to_pylist() == [0, 1, 2, 3, 4]
+
+
+def test_arrivals_come_in_order_with_a_pause_marked_and_a_failure_raised():
+    def slow() -> Iterator[int]:
+        yield 1
+        time.sleep(0.3)
+        yield 2
+        raise OSError("the dataset failed")
+
+    seen = []
+    with pytest.raises(OSError, match="the dataset failed"):
+        for item in arrivals(slow(), lambda: 0.05):
+            seen.append(item)
+    assert [item for item in seen if item is not None] == [1, 2] and None in seen
+
+
+def test_a_caller_that_stops_early_stops_the_reader():
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.set()
+
+    for item in arrivals(endless(), lambda: None):
+        if item == 3:
+            break
+    assert closed.wait(5)
