@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
@@ -26,16 +27,25 @@ import pyarrow as pa
 from pipeline.stages import Step
 
 Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A finished block as the driver files it: its reference, the rows it holds, and where the rows it was
+    given start (Ray Data may hand over part of a block)."""
+
+    ref: Any
+    rows: int
+    offset: int = 0
 Piece = tuple[Item, int, int]  # rows start..end (end excluded) of an item
-TASK_RETRIES = 5  # a sink task whose worker died is run again this often (the same blocks, the same file)
 
 
 class Filing(Generic[Item]):
     """Rows waiting for their file, as pieces of the items (tables, or references to blocks) they came in.
 
     Files are cut at `rows_per_file` rows exactly, an item split between two files where it must, so file sizes
-    do not depend on how the engine happened to group rows. A file's pieces depend only on the order items come
-    in: a sink task run again writes the same file."""
+    do not depend on how the engine happened to group rows (a flush on time cuts wherever the rows have got to;
+    a sink task run again is given the same pieces, so it writes the same file)."""
 
     def __init__(self, rows_per_file: int, flush_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rows_per_file = rows_per_file
@@ -75,7 +85,8 @@ class Filing(Generic[Item]):
 def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Iterator[Item | None]:
     """The items as they come (read in a thread), and None each time `wait_s()` seconds pass without one: the
     caller's moment to flush. The reader waits while the caller is busy, so what it reads stays bounded; when
-    the caller stops early (an error, Ctrl-C), the reader stops too and closes `items`."""
+    the caller stops early (an error, Ctrl-C), the reader stops at the next item and lets go of `items` (Ray
+    Data stops a dataset whose iterator is dropped)."""
     arrived: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
     stopped = threading.Event()
 
@@ -93,9 +104,6 @@ def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Itera
                 hand_over(("end", None))
         except BaseException as err:  # the dataset's failure is the run's: raised in the caller's thread
             hand_over(("error", err))
-        finally:
-            if close := getattr(items, "close", None):
-                close()
 
     threading.Thread(target=read, name="tracecot-filing", daemon=True).start()
     try:
@@ -123,8 +131,9 @@ class SinkTasks:
         self.ray = ray
         self.args = ray.put(step.args)  # the sink's arguments (the run index's handles) travel once
         self.stage = step.stage
+        # A task whose worker died runs again with the same blocks, as Ray Data's own tasks do (no limit).
         options: dict[str, Any] = {"name": step.stage.__name__, "num_cpus": step.stage.placement.cpus,
-                                   "max_retries": TASK_RETRIES, "scheduling_strategy": "SPREAD"}
+                                   "max_retries": -1, "scheduling_strategy": "SPREAD"}
         if step.resources:
             options["resources"] = step.resources
         # Spread: Ray would run a task with large arguments where its blocks are, and one node would write all.
@@ -132,13 +141,13 @@ class SinkTasks:
         self.limit = step.actors[1]
         self.running: list[Any] = []
 
-    def write(self, pieces: list[Piece[tuple[Any, int]]]) -> Iterator[pa.Table]:
-        """Start a task writing one file of `pieces` of blocks (each a reference and the offset of the rows it
-        was given), after waiting for a free slot; the output of the tasks that finished meanwhile."""
+    def write(self, pieces: list[Piece[Block]]) -> Iterator[pa.Table]:
+        """Start a task writing one file of `pieces` of blocks, after waiting for a free slot; the output of the
+        tasks that finished meanwhile."""
         while len(self.running) >= self.limit:
             yield from self.finished(wait=True)
-        spans = [(offset + start, offset + end) for (_, offset), start, end in pieces]
-        self.running.append(self.task.remote(self.stage, self.args, spans, *(ref for (ref, _), _, _ in pieces)))
+        spans = [(block.rows, block.offset + start, block.offset + end) for block, start, end in pieces]
+        self.running.append(self.task.remote(self.stage, self.args, spans, *(block.ref for block, _, _ in pieces)))
         yield from self.finished()
 
     def finished(self, wait: bool = False) -> Iterator[pa.Table]:
@@ -154,13 +163,18 @@ class SinkTasks:
             yield from self.finished(wait=True)
 
 
-def write_file(stage: type, args: dict[str, Any], spans: list[tuple[int, int]], *blocks: Any) -> pa.Table:
-    """The sink task: the rows of each block in its span (start, end) as one file, by `stage`. Ray fetches the
-    blocks to this worker before the task starts."""
+def write_file(stage: type, args: dict[str, Any], spans: list[tuple[int, int, int]], *blocks: Any) -> pa.Table:
+    """The sink task: the rows of each block in its span (the block's rows, start, end) as one file, by `stage`.
+    Ray fetches the blocks to this worker before the task starts."""
     from ray.data.block import BlockAccessor
 
-    return stage(**args)(table_of([(BlockAccessor.for_block(block).to_arrow(), start, end)
-                                   for block, (start, end) in zip(blocks, spans, strict=True)]))
+    tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+    for table, (rows, _, _) in zip(tables, spans, strict=True):
+        # Spans count rows of the block the driver saw: one rebuilt after a lost node may hold other rows.
+        if table.num_rows != rows:
+            raise RuntimeError(f"a block changed size ({rows} rows filed, {table.num_rows} now): not written")
+    return stage(**args)(table_of([(table, start, end) for table, (_, start, end) in zip(tables, spans,
+                                                                                          strict=True)]))
 
 
 def table_of(pieces: list[Piece[pa.Table]]) -> pa.Table:

@@ -28,7 +28,6 @@ import pyarrow as pa
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
-from ray.data.block import BlockAccessor
 
 from operators.dataset import tokens
 from operators.ingest.index import LocalIndex, RunIndex
@@ -36,7 +35,7 @@ from operators.sandbox.client import Sandbox
 from operators.stages.base import Placement
 from pipeline.card import CARD, write_card
 from pipeline.config import ConfigError, RunConfig
-from pipeline.filing import Filing, Piece, SinkTasks, arrivals, table_of
+from pipeline.filing import Block, Filing, Piece, SinkTasks, arrivals, table_of
 from pipeline.html_report import write_html
 from pipeline.progress import Progress, reported, reporting
 from pipeline.report import Funnel, actors, narration_summary, placement, stage_timings, versions, write_report
@@ -88,8 +87,6 @@ def through(ds: ray.data.Dataset, stage_steps: list[Step], counts: Any) -> ray.d
             stage, args = reporting(stage), {**args, "counts": counts}
         ds = ds.map_batches(stage, fn_constructor_kwargs=args, batch_format="pyarrow", batch_size=step.batch_size,
                             **ray_options(step))
-        if step.blocks_of:  # Ray Data sends a task whole blocks, however many rows they hold
-            ds = ds.repartition(target_num_rows_per_block=step.blocks_of)
     return ds
 
 
@@ -98,7 +95,7 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: St
     """Run the input through the steps to the end and file what comes out: sink tasks write each file
     (`pipeline.filing`), and each file's tally joins the funnel as it arrives, with the stages' live progress
     printed meanwhile (`pipeline/progress.py`)."""
-    filing: Filing[tuple[Any, int]] = Filing(sink.batch_size, config.sink.flush_s)
+    filing: Filing[Block] = Filing(sink.batch_size, config.sink.flush_s)
     writers = SinkTasks(sink)
 
     def tallied(outputs: Iterator[pa.Table]) -> None:
@@ -110,9 +107,9 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: St
     with progress.live(list(reported(stage_steps).values()), input_size(config, source)) as counts:
         bundles = through(read_input(config, source), stage_steps, counts).iter_internal_ref_bundles()
         for bundle in arrivals(bundles, filing.wait_s):
-            for block, span in zip(bundle.blocks, bundle.slices, strict=True) if bundle else ():
-                offset, rows = (span.start_offset, span.num_rows) if span else (0, block_rows(block))
-                for pieces in filing.add((block.ref, offset), rows):
+            for entry, span in zip(bundle.blocks, bundle.slices, strict=True) if bundle else ():
+                block = Block(entry.ref, entry.metadata.num_rows, span.start_offset if span else 0)
+                for pieces in filing.add(block, span.num_rows if span else block.rows):
                     tallied(writers.write(pieces))
             tallied(writers.finished())
             if filing.overdue():
@@ -120,14 +117,6 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: St
         if filing.pieces:
             tallied(writers.write(filing.take()))
         tallied(writers.drain())
-
-
-def block_rows(block: Any) -> int:
-    """The rows of a finished block (a Ray Data `BlockEntry`): from its metadata, or, where that does not say,
-    from the block itself."""
-    if block.metadata.num_rows is not None:
-        return block.metadata.num_rows
-    return BlockAccessor.for_block(ray.get(block.ref)).num_rows()
 
 
 def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step], sink: Step, funnel: Funnel,

@@ -52,9 +52,6 @@ class Step:
     gpus: float = 0.0
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources each actor needs
     tasks_in_flight: int | None = None  # batches queued per actor (model narrators keep their engine busy)
-    # Rows per block out of this step, where one row in makes many out (a problem with a hundred inputs): the next
-    # stage's actors then share a problem's calls, and none holds them all while the others wait.
-    blocks_of: int | None = None
 
 
 def limits(config: RunConfig) -> Limits:
@@ -100,8 +97,7 @@ def ingest_step(config: RunConfig, source: str, index: RunIndex, mode: str) -> S
                     LINES_PER_INGEST_BATCH, pool)
     return Step(ParseProblems, {"fmt": None if config.format == "auto" else config.format, "source": source,
                                 "fingerprint": config.fingerprint(), "directions": tuple(config.directions),
-                                "index": index, "samples": config.narrator.samples}, LINES_PER_INGEST_BATCH, pool,
-                blocks_of=config.ray.batch_size)
+                                "index": index, "samples": config.narrator.samples}, LINES_PER_INGEST_BATCH, pool)
 
 
 def narrate_step(config: RunConfig) -> Step:
