@@ -100,9 +100,7 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: St
 
     def tallied(outputs: Iterator[pa.Table]) -> None:
         for output in outputs:
-            for tally in output.column("tally").to_pylist():
-                funnel.add(Tally.from_json(tally))
-            progress.record(funnel)
+            count_written(output, funnel, progress)
 
     with progress.live(list(reported(stage_steps).values()), input_size(config, source)) as counts:
         bundles = through(read_input(config, source), stage_steps, counts).iter_internal_ref_bundles()
@@ -119,6 +117,13 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: St
         tallied(writers.drain())
 
 
+def count_written(output: pa.Table, funnel: Funnel, progress: Progress) -> None:
+    """A sink's output (one tally per file) into the funnel, and the progress line told."""
+    for tally in output.column("tally").to_pylist():
+        funnel.add(Tally.from_json(tally))
+    progress.record(funnel)
+
+
 def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step], sink: Step, funnel: Funnel,
                      progress: Progress) -> None:
     """`drain` without Ray: the same steps in this process, a few input lines at a time, and the sink fed files of
@@ -132,9 +137,7 @@ def drain_in_process(config: RunConfig, source: Location, stage_steps: list[Step
     filing: Filing[pa.Table] = Filing(sink.batch_size, config.sink.flush_s)
 
     def write(pieces: list[Piece[pa.Table]]) -> None:
-        for tally in writer(table_of(pieces)).column("tally").to_pylist():
-            funnel.add(Tally.from_json(tally))
-        progress.record(funnel)
+        count_written(writer(table_of(pieces)), funnel, progress)
 
     head = [step.stage(**step.args) for step in itertools.takewhile(lambda step: step.stage.name == "ingest",
                                                                      stage_steps)]
