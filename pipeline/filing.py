@@ -15,6 +15,7 @@ past the call that brought them would lose them when it died.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import queue
 import threading
 import time
@@ -27,6 +28,7 @@ import pyarrow as pa
 from pipeline.stages import Step
 
 Item = TypeVar("Item")
+STOP_WAIT_S = 60.0  # for the reader thread to stop, and with it the Ray Data executor it reads from
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,21 @@ class Filing(Generic[Item]):
         return pieces
 
 
-def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Iterator[Item | None]:
-    """The items as they come (read in a thread), and None each time `wait_s()` seconds pass without one: the
-    caller's moment to flush. The reader waits while the caller is busy, so what it reads stays bounded; when
-    the caller stops early (an error, Ctrl-C), the reader stops at the next item and lets go of `items` (Ray
-    Data stops a dataset whose iterator is dropped)."""
+class ReaderStopped(BaseException):
+    """Raised inside the reader thread when its caller stops (see `arrivals`)."""
+
+
+def arrivals(open_items: Callable[[], Iterator[Item]], wait_s: Callable[[], float | None]) -> Iterator[Item | None]:
+    """The items of `open_items()` as they come (read in a thread), and None each time `wait_s()` seconds pass
+    without one: the caller's moment to flush. The reader waits while the caller is busy, so what it reads stays
+    bounded.
+
+    When the caller stops (the end, an error, Ctrl-C; close this generator to stop it at once), the reader is
+    stopped before this returns, even while it waits inside the iterator: `ReaderStopped` is raised in its thread.
+    A Ray Data iterator catches that in its wait and shuts its executor down, as it does for a Ctrl-C in the
+    thread that reads it. Without this the executor would go on scheduling tasks after the driver shut Ray down,
+    and Ray ends a process that touches it after its shutdown (exit 1, no report). The iterator is opened and held
+    in the reader thread only, so once the thread ends nothing else keeps it alive."""
     arrived: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
     stopped = threading.Event()
 
@@ -100,12 +112,15 @@ def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Itera
 
     def read() -> None:
         try:
-            if all(hand_over(("item", item)) for item in items):
+            if all(hand_over(("item", item)) for item in open_items()):
                 hand_over(("end", None))
+        except ReaderStopped:
+            pass
         except BaseException as err:  # the dataset's failure is the run's: raised in the caller's thread
             hand_over(("error", err))
 
-    threading.Thread(target=read, name="tracecot-filing", daemon=True).start()
+    reader = threading.Thread(target=read, name="tracecot-filing", daemon=True)
+    reader.start()
     try:
         while True:
             try:
@@ -120,6 +135,16 @@ def arrivals(items: Iterator[Item], wait_s: Callable[[], float | None]) -> Itera
             yield value
     finally:
         stopped.set()
+        _stop(reader)
+
+
+def _stop(reader: threading.Thread) -> None:
+    """Stop the reader thread and wait for it. The exception is delivered at the thread's next Python instruction:
+    Ray Data's iterator waits in a Python loop that polls every 10 ms, so that is soon; a thread blocked in C gets
+    it when the call returns. It is raised once: a second could break into the executor's own shutdown."""
+    if reader.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(reader.ident), ctypes.py_object(ReaderStopped))
+    reader.join(timeout=STOP_WAIT_S)
 
 
 class SinkTasks:

@@ -103,15 +103,18 @@ def drain(config: RunConfig, source: Location, stage_steps: list[Step], sink: St
             count_written(output, funnel, progress)
 
     with progress.live(list(reported(stage_steps).values()), input_size(config, source)) as counts:
-        bundles = through(read_input(config, source), stage_steps, counts).iter_internal_ref_bundles()
-        for bundle in arrivals(bundles, filing.wait_s):
-            for entry, span in zip(bundle.blocks, bundle.slices, strict=True) if bundle else ():
-                block = Block(entry.ref, entry.metadata.num_rows, span.start_offset if span else 0)
-                for pieces in filing.add(block, span.num_rows if span else block.rows):
-                    tallied(writers.write(pieces))
-            tallied(writers.finished())
-            if filing.overdue():
-                tallied(writers.write(filing.take()))
+        dataset = through(read_input(config, source), stage_steps, counts)
+        # Closed on the way out, whatever the way: the reader thread and the executor it reads from stop here,
+        # before the driver shuts Ray down (pipeline.filing.arrivals).
+        with contextlib.closing(arrivals(dataset.iter_internal_ref_bundles, filing.wait_s)) as bundles:
+            for bundle in bundles:
+                for entry, span in zip(bundle.blocks, bundle.slices, strict=True) if bundle else ():
+                    block = Block(entry.ref, entry.metadata.num_rows, span.start_offset if span else 0)
+                    for pieces in filing.add(block, span.num_rows if span else block.rows):
+                        tallied(writers.write(pieces))
+                tallied(writers.finished())
+                if filing.overdue():
+                    tallied(writers.write(filing.take()))
         if filing.pieces:
             tallied(writers.write(filing.take()))
         tallied(writers.drain())

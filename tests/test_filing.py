@@ -1,5 +1,6 @@
 """Which rows go into one output file (`pipeline.filing`): cut at the row count, flushed on time."""
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterator
@@ -58,7 +59,7 @@ def test_arrivals_come_in_order_with_a_pause_marked_and_a_failure_raised():
 
     seen = []
     with pytest.raises(OSError, match="the dataset failed"):
-        for item in arrivals(slow(), lambda: 0.05):
+        for item in arrivals(slow, lambda: 0.05):
             seen.append(item)
     assert [item for item in seen if item is not None] == [1, 2] and None in seen
 
@@ -71,13 +72,39 @@ def test_a_caller_that_stops_early_stops_the_reader():
             handed.append(n)
             yield n
 
-    for item in arrivals(endless(), lambda: None):
+    for item in arrivals(endless, lambda: None):
         if item == 3:
             break
     time.sleep(0.5)
     read = len(handed)
     time.sleep(0.5)
     assert read == len(handed) <= 6  # the reader stopped: at most what the queue and its hands held
+
+
+def test_closing_stops_a_reader_waiting_inside_the_iterator():
+    """As Ray Data's iterator does: it waits for output in a polling loop, and shuts its executor down on any
+    exception raised there. Closing the arrivals must have done that by the time it returns."""
+    events = []
+
+    class Polling:
+        def __iter__(self) -> "Polling":
+            return self
+
+        def __next__(self) -> int:
+            if not events:
+                events.append("first")
+                return 1
+            try:
+                while True:  # output that never comes
+                    time.sleep(0.01)
+            except BaseException:
+                events.append("shut down")
+                raise
+
+    with contextlib.closing(arrivals(Polling, lambda: None)) as arrived:
+        assert next(arrived) == 1
+        time.sleep(0.1)  # the reader is now waiting inside the iterator
+    assert events == ["first", "shut down"]
 
 
 class Collect:
