@@ -166,6 +166,7 @@ def run(cluster: Cluster, source: Path, output: Path, limit: int | None, setting
     log = []
     for line in driver.stdout:  # type: ignore[union-attr]
         log.append(line)
+        print(line, end="", flush=True)  # the run's progress as it goes: a long run can be read while it runs
         executed = re.search(r"executed (\d+)", line)
         if kill and not killed.get("executor") and executed and int(executed.group(1)) > 0:
             killed["executor"] = kill_one(cluster, "(Executor)")  # while the pool still works
