@@ -44,6 +44,9 @@ class RayConfig:
     # operator's share of the CPUs (about CPUs / number of stages): on a small machine the pools stay at this size.
     min_executors: int = 1
     batch_size: int = 16
+    # Ray Data merges what a stage returns into blocks up to this size, and each block goes whole to one actor of
+    # the next stage: Ray Data's 128 MiB made blocks of ~250,000 calls, one actor busy and nothing streaming.
+    max_block_kb: int = 1024
     executor_resource: str | None = None  # a custom resource executor actors request, e.g. "executor" nodes
     # Where an embedded run (no `address`) works: "ray" starts a local Ray (or uses one this process started);
     # "in-process" runs the same stages in the driver, one batch after another; "auto" picks in-process for inputs
@@ -358,6 +361,7 @@ def validate(config: RunConfig) -> None:
         (1 <= config.ray.min_executors <= config.ray.executors,
          "ray.min_executors must be between 1 and ray.executors"),
         (config.ray.batch_size >= 1, "ray.batch_size must be at least 1"),
+        (config.ray.max_block_kb >= 1, "ray.max_block_kb must be at least 1"),
         (config.ray.engine in ENGINES, f"ray.engine must be one of {', '.join(ENGINES)}"),
         (not (config.ray.address and config.ray.engine == "in-process"),
          "ray.engine in-process runs in this process: it cannot join the cluster at ray.address"),

@@ -64,7 +64,9 @@ def new_run_id() -> str:
 
 
 def read_input(config: RunConfig, source: Location) -> ray.data.Dataset:
-    """The input rows (`pipeline.sources.read_problems`), the first `limit` of them when the config sets one."""
+    """The input rows (`pipeline.sources.read_problems`), the first `limit` of them when the config sets one.
+    The dataset and every stage after it hand on blocks of at most `ray.max_block_kb`."""
+    ray.data.DataContext.get_current().target_max_block_size = config.ray.max_block_kb * 1024
     ds = read_problems(source)
     return ds.limit(config.limit) if config.limit else ds
 

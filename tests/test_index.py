@@ -153,3 +153,19 @@ def test_the_calls_of_a_few_lines_spread_over_the_executors(local_ray, tmp_path)
     funnel_adds_up(report)
     assert report["funnel"]["written_records"] == 800
     assert report["actors"]["Executor"] == 2
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_calls_of_one_line_spread_over_the_executors_in_small_blocks(local_ray, tmp_path):
+    """One line of 200 calls is one ingest batch; Ray Data would hand its output on as one block, to one executor.
+    Blocks of at most `ray.max_block_kb` cut it, and both executors of the pool get some."""
+    code = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
+    problems = tmp_path / "one.jsonl"
+    problems.write_text(json.dumps({"id": "p", "code": code, "entry_point": "f",
+                                    "inputs": [str(300 + n) for n in range(200)]}) + "\n")
+    report = run_job(input=str(problems), output=str(tmp_path / "out"), directions="forward",
+                     **{"ray.min_executors": 2, "ray.max_block_kb": 16})
+    funnel_adds_up(report)
+    assert report["funnel"]["written_records"] == 200
+    assert report["actors"]["Executor"] == 2
