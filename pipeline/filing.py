@@ -110,14 +110,22 @@ def arrivals(open_items: Callable[[], Iterator[Item]], wait_s: Callable[[], floa
                 return True
         return False
 
+    let_go = threading.Event()  # the reader holds the iterator no more: nothing to stop
+
     def read() -> None:
+        last: tuple[str, Any] = ("end", None)
         try:
-            if all(hand_over(("item", item)) for item in open_items()):
-                hand_over(("end", None))
+            for item in open_items():
+                if not hand_over(("item", item)):
+                    return
         except ReaderStopped:
-            pass
+            return
         except BaseException as err:  # the dataset's failure is the run's: raised in the caller's thread
-            hand_over(("error", err))
+            last = ("error", err)
+        finally:
+            let_go.set()
+        with contextlib.suppress(ReaderStopped):  # the stop may have been on its way as the reader let go
+            hand_over(last)
 
     reader = threading.Thread(target=read, name="tracecot-filing", daemon=True)
     reader.start()
@@ -135,16 +143,16 @@ def arrivals(open_items: Callable[[], Iterator[Item]], wait_s: Callable[[], floa
             yield value
     finally:
         stopped.set()
-        _stop(reader)
+        if not let_go.is_set():
+            _interrupt(reader)
+        reader.join(timeout=STOP_WAIT_S)
 
 
-def _stop(reader: threading.Thread) -> None:
-    """Stop the reader thread and wait for it. The exception is delivered at the thread's next Python instruction:
-    Ray Data's iterator waits in a Python loop that polls every 10 ms, so that is soon; a thread blocked in C gets
-    it when the call returns. It is raised once: a second could break into the executor's own shutdown."""
-    if reader.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(reader.ident), ctypes.py_object(ReaderStopped))
-    reader.join(timeout=STOP_WAIT_S)
+def _interrupt(reader: threading.Thread) -> None:
+    """`ReaderStopped` raised in the reader thread at its next Python instruction: Ray Data's iterator waits in a
+    Python loop that polls every 10 ms, so that is soon; a thread blocked in C gets it when the call returns.
+    Raised once: a second could break into the executor's own shutdown."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(reader.ident), ctypes.py_object(ReaderStopped))
 
 
 class SinkTasks:
