@@ -94,7 +94,8 @@ def arrivals(open_items: Callable[[], Iterator[Item]], wait_s: Callable[[], floa
     bounded.
 
     When the caller stops (the end, an error, Ctrl-C; close this generator to stop it at once), the reader is
-    stopped before this returns, even while it waits inside the iterator: `ReaderStopped` is raised in its thread.
+    stopped before this returns: if it still holds the iterator, even waiting inside it, `ReaderStopped` is
+    raised in its thread.
     A Ray Data iterator catches that in its wait and shuts its executor down, as it does for a Ctrl-C in the
     thread that reads it. Without this the executor would go on scheduling tasks after the driver shut Ray down,
     and Ray ends a process that touches it after its shutdown (exit 1, no report). The iterator is opened and held

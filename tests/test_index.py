@@ -16,6 +16,7 @@ from pipeline.config import StorageConfig
 from pipeline.sinks import ParquetSink
 
 CODE = "def f(x):\n    y = x * 2\n    return y\n"
+SQUARES = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
 
 
 def problem(pid: str, *inputs: str) -> str:
@@ -143,9 +144,8 @@ def test_a_pool_of_ingest_actors_rejects_each_repeat_once(local_ray, tmp_path):
 def test_the_calls_of_a_few_lines_spread_over_the_executors(local_ray, tmp_path):
     """32 lines of 25 calls each. In batches of 64 lines they were one ingest batch, hence one block of 800 calls,
     which Ray Data hands to one executor; now they reach both executors of the pool."""
-    code = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
     problems = tmp_path / "many.jsonl"
-    problems.write_text("".join(json.dumps({"id": f"p{line}", "code": code, "entry_point": "f",
+    problems.write_text("".join(json.dumps({"id": f"p{line}", "code": SQUARES, "entry_point": "f",
                                             "inputs": [str(300 + 25 * line + n) for n in range(25)]}) + "\n"
                                 for line in range(32)))
     report = run_job(input=str(problems), output=str(tmp_path / "out"), directions="forward",
@@ -160,9 +160,8 @@ def test_the_calls_of_a_few_lines_spread_over_the_executors(local_ray, tmp_path)
 def test_the_calls_of_one_line_spread_over_the_executors_in_small_blocks(local_ray, tmp_path):
     """One line of 200 calls is one ingest batch; Ray Data would hand its output on as one block, to one executor.
     Blocks of at most `ray.max_block_kb` cut it, and both executors of the pool get some."""
-    code = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
     problems = tmp_path / "one.jsonl"
-    problems.write_text(json.dumps({"id": "p", "code": code, "entry_point": "f",
+    problems.write_text(json.dumps({"id": "p", "code": SQUARES, "entry_point": "f",
                                     "inputs": [str(300 + n) for n in range(200)]}) + "\n")
     report = run_job(input=str(problems), output=str(tmp_path / "out"), directions="forward",
                      **{"ray.min_executors": 2, "ray.max_block_kb": 16})
