@@ -183,17 +183,18 @@ def in_order(pool: ThreadPoolExecutor, work: Callable[[pa.Table], pa.Table], ite
         yield pending.popleft().result()
 
 
-def in_process(config: RunConfig, source: Location) -> bool:
+def in_process(config: RunConfig, source: Location, already: int) -> bool:
     """Whether the run works in this process (`ray.engine`). "auto" does for an embedded run (no `ray.address`, no
     Ray already started in this process: that one is used) of the template narrator, whose input (the part
-    `limit` reads, estimated by rows) is at most `ray.in_process_max_kb`."""
+    `limit` reads, estimated by rows) is at most `ray.in_process_max_kb`, into an output of `already` rows, at
+    most `DRIVER_CHECK_LIMIT` (this process loads their ids; on Ray the index shards do)."""
     if config.ray.engine != "auto":
         return config.ray.engine == "in-process"
     # A Ray job's driver (RAY_ADDRESS set) belongs on its cluster, and `executor_resource` asks that untrusted code
     # run only on the nodes that advertise it: neither runs here.
     if config.ray.address or os.environ.get("RAY_ADDRESS") or config.ray.executor_resource:
         return False
-    if config.narrator.is_model or ray.is_initialized():
+    if config.narrator.is_model or ray.is_initialized() or already > DRIVER_CHECK_LIMIT:
         return False
     size = input_bytes(source)
     rows = count_rows(source) if config.limit else None
@@ -325,7 +326,7 @@ def run(config: RunConfig, progress: Progress | None = None, mode: str = "narrat
         with stderr_to_log(output, run_id) as terminal:
             progress = progress or Progress(terminal)
             ray_started = False
-            engine = "in-process" if in_process(config, source) else "ray"
+            engine = "in-process" if in_process(config, source, already) else "ray"
             try:
                 if engine == "in-process":
                     index = LocalIndex(DoneIndex(config.output, config.storage))
@@ -413,7 +414,10 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
     files = input_files(source)
     tokens.load(config.tokenizer)
     already = count_done(output)
-    index = LocalIndex(DoneIndex(config.output, config.storage))
+    # Up to DRIVER_CHECK_LIMIT rows the done ids are loaded here, as a run's up-to-date check does; beyond, only
+    # a run's index shards hold them.
+    checked = already <= DRIVER_CHECK_LIMIT
+    index = LocalIndex(DoneIndex(config.output, config.storage)) if checked else LocalIndex()
     tally = Tally()
     ingest = ingest_step(config, Path(source.path).name, index, mode)
     try:
@@ -423,11 +427,13 @@ def plan(config: RunConfig, mode: str = "narrate") -> list[str]:
         raise InputError(f"cannot read input {source.uri}: {err}") from err
     rejected = sum(tally.rejected.values())
     where = f"the Ray cluster at {config.ray.address}" if config.ray.address else \
-        "this process, without Ray (ray.engine)" if in_process(config, source) else \
+        "this process, without Ray (ray.engine)" if in_process(config, source, already) else \
         f"an embedded local Ray ({os.cpu_count()} CPUs)"
     lines = [f"input:    {source.uri} ({len(files)} file{'s' * (len(files) != 1)})",
              f"rows:     {tally.rows_read} → {tally.items} items ({', '.join(config.directions)})",
-             f"done:     {tally.skipped} items already in the output (of {already} rows there), skipped",
+             f"done:     {tally.skipped} items already in the output (of {already} rows there), skipped" if checked
+             else f"done:     not checked here: the output holds {already} rows, more ids than this machine loads "
+                  f"({DRIVER_CHECK_LIMIT:,}); a run's index shards check them",
              f"rejected: {rejected} at ingest" + (f" ({', '.join(f'{r} {n}' for (_, r), n in tally.rejected.items())})"
                                                   if rejected else ""),
              f"to run:   {tally.items - tally.skipped - rejected} items on {where}",

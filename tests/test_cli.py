@@ -96,10 +96,11 @@ def _wait_for_records(output: Path, deadline: float) -> None:
 def test_interrupted_run_resumes_without_duplicates(local_ray, tmp_path, how, engine):
     source = shared("cruxeval/cruxeval.jsonl")
     output = tmp_path / "out"
-    # Small files, so records reach disk while the run is still going (the default is 10,000 rows a file).
+    # Small files and small blocks, so records reach disk all through the run (the defaults, 10,000 rows a file
+    # and 1 MiB blocks, would write this input's files at its very end, and the stop could come after it).
     limit = 300 if engine == "ray" else 800  # in this process the run is quick: all of CRUXEval, to stop it midway
     args = ["run", "--input", str(source), "--output", str(output), "--limit", str(limit),
-            "--set", "sink.rows_per_file=64", "--set", f"ray.engine={engine}"]
+            "--set", "sink.rows_per_file=64", "--set", "ray.max_block_kb=16", "--set", f"ray.engine={engine}"]
     proc = subprocess.Popen([TRACECOT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

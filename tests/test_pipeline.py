@@ -64,7 +64,7 @@ def test_in_process_and_on_ray_the_same_input_gives_the_same_records(local_ray, 
 
 def test_a_ray_started_in_this_process_is_used(local_ray):
     config = cfg.load(None, {})
-    assert not in_process(config, locate(config.input, config.storage))  # a small input, but Ray is up
+    assert not in_process(config, locate(config.input, config.storage), 0)  # a small input, but Ray is up
 
 
 def test_progress_lines_come_from_the_stages_while_the_run_goes_on(local_ray, tmp_path):

@@ -17,7 +17,7 @@ from operators.stages.ingest import ParseNarrations, ParseProblems
 from operators.stages.narrate import NarrateStage
 from operators.stages.verify import VerifyStage
 from pipeline import config as cfg
-from pipeline.graph import in_process
+from pipeline.graph import DRIVER_CHECK_LIMIT, in_process
 from pipeline.stages import run_local, sink_step, steps
 from pipeline.storage import locate
 from pipeline.tally import Tally, count
@@ -82,4 +82,7 @@ def test_auto_runs_small_template_jobs_in_process(overrides, here, monkeypatch):
     if "input" in overrides:
         overrides = {**overrides, "input": str(shared(overrides["input"]))}
     config = cfg.load(None, overrides)
-    assert in_process(config, locate(config.input, config.storage)) is here
+    assert in_process(config, locate(config.input, config.storage), 0) is here
+    # An output of more ids than the driver loads is checked on Ray's index shards, unless the config says here.
+    huge = in_process(config, locate(config.input, config.storage), DRIVER_CHECK_LIMIT + 1)
+    assert huge is (here and config.ray.engine == "in-process")
