@@ -130,8 +130,9 @@ def verifier_args(config: RunConfig) -> dict[str, Any]:
 
 
 def sink_step(config: RunConfig, run_id: str, index: RunIndex, **args: Any) -> Step:
-    """The Parquet writers: a fixed pool, one file (per folder) per batch of `sink.rows_per_file` rows; `args`
-    are further `ParquetSink` arguments (synthesis: its folder and schemas)."""
+    """The Parquet writer: on Ray a task per file, at most `sink.actors` at once (`pipeline.filing.SinkTasks`),
+    each given `sink.rows_per_file` rows to write (per folder); `args` are further `ParquetSink` arguments
+    (synthesis: its folder and schemas)."""
     return Step(ParquetSink, {"output": config.output, "storage": config.storage, "run_id": run_id, "index": index,
                               **args}, config.sink.rows_per_file, (config.sink.actors, config.sink.actors))
 

@@ -152,7 +152,7 @@ def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray
 
 
 def sink_step(config: RunConfig, run_id: str, index: RunIndex) -> Step:
-    """The run's sink pool, writing kept problems to problems/ in files of `SINK_ROWS` rows."""
+    """The run's sink, writing kept problems to problems/ in files of `SINK_ROWS` rows."""
     step = run_sink_step(config, run_id, index, kept=PROBLEMS, schemas=(PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA))
     return dataclasses.replace(step, batch_size=SINK_ROWS)
 
