@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pyarrow as pa
 import pytest
 import ray
 from conftest import SAMPLES, shared
@@ -86,3 +87,17 @@ def test_auto_runs_small_template_jobs_in_process(overrides, here, monkeypatch):
     # An output of more ids than the driver loads is checked on Ray's index shards, unless the config says here.
     huge = in_process(config, locate(config.input, config.storage), DRIVER_CHECK_LIMIT + 1)
     assert huge is (here and config.ray.engine == "in-process")
+
+
+def test_a_stage_hands_on_one_chunk_per_column():
+    """Ray serializes a block chunk by chunk, and Ray Data joins batch outputs without merging them."""
+    from operators.records import WORK_SCHEMA, table
+
+    finished = {"record_id": "r", "stage": "ingest", "reason": "duplicate_call", "rows_read": 1}
+    live = {"record_id": "l", "rows_read": 1}  # no trace: the stage rejects it, a row it made all the same
+    stage = NarrateStage()
+    for rows in ([finished, finished], [finished, live]):
+        batch = pa.concat_tables([table([row], WORK_SCHEMA) for row in rows])
+        assert batch.column(0).num_chunks == 2
+        out = stage(batch)
+        assert out.num_rows == 2 and {out.column(i).num_chunks for i in range(out.num_columns)} == {1}
