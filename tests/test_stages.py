@@ -70,10 +70,11 @@ def test_a_tally_survives_its_trip_from_the_sink():
 
 @pytest.mark.parametrize(("overrides", "here"), [
     ({}, True),  # the 32 sample problems: a few KB
-    ({"input": "mbpp/mbpp.jsonl"}, False),  # 564 KB
-    ({"input": "mbpp/mbpp.jsonl", "limit": 20}, True),  # the part the run reads: 20 rows of 974
+    ({"input": "mbpp/mbpp.jsonl"}, True),  # 564 KB
+    ({"input": "mbppplus/MbppPlus.jsonl"}, False),  # 2.7 MB
+    ({"input": "mbppplus/MbppPlus.jsonl", "limit": 100}, True),  # the part the run reads: 100 rows of 399
     ({"ray.engine": "ray"}, False),
-    ({"input": "mbpp/mbpp.jsonl", "ray.engine": "in-process"}, True),
+    ({"input": "mbppplus/MbppPlus.jsonl", "ray.engine": "in-process"}, True),
     ({"ray.address": "auto"}, False),  # a cluster run
     ({"ray.executor_resource": "executor"}, False),  # untrusted code only on the executor nodes
     ({"narrator.name": "openai", "narrator.openai.base_url": "http://127.0.0.1:9/v1"}, False),  # models: on Ray
