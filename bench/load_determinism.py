@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline import config as cfg
-from pipeline.graph import run
 from pipeline.progress import Progress
+from pipeline.run import run
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 

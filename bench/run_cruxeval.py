@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from operators.ingest.index import LocalIndex
 from pipeline import config as cfg
-from pipeline.graph import run
 from pipeline.progress import Progress
+from pipeline.run import run
 from pipeline.sources import iter_lines
 from pipeline.stages import run_local, steps
 from pipeline.storage import locate

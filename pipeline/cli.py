@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tracecot: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:  # a run handles its own interrupt (pipeline/graph.py); this is any other command
+    except KeyboardInterrupt:  # a run handles its own interrupt (pipeline/run.py); this is any other command
         print("tracecot: interrupted", file=sys.stderr)
         return 130
 
@@ -261,8 +261,8 @@ def _run(args: argparse.Namespace) -> int:
     """`tracecot run` and `tracecot verify`: the same dataflow, with or without narration."""
     config = _config(args)
     mode = "verify" if args.command == "verify" else "narrate"
-    from pipeline.graph import plan, run  # imports Ray: keep `tracecot --help` and usage errors fast
     from pipeline.jobs import ClusterUnreachable
+    from pipeline.run import plan, run  # imports pyarrow and the stages: keep `tracecot --help` and usage errors fast
     from pipeline.state import count_done
     from pipeline.storage import locate
 
@@ -304,7 +304,8 @@ def _synthesize(args: argparse.Namespace) -> int:
     import ray
 
     from pipeline import synthesize
-    from pipeline.graph import run, stop_ray
+    from pipeline.graph import stop_ray
+    from pipeline.run import run
 
     trace = args.trace
     owned = trace and not ray.is_initialized()  # the synthesis run starts Ray and leaves it up for the tracing

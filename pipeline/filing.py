@@ -2,7 +2,7 @@
 
 A file holds `sink.rows_per_file` rows, or, when rows come slowly, whatever has waited `sink.flush_s` seconds
 (a slow model narrator still streams a file every few minutes). Both engines use `Filing` for that decision; the
-in-process engine writes the file itself (`pipeline.graph.drain_in_process`).
+in-process engine writes the file itself (`pipeline.run.drain_in_process`).
 
 On Ray the driver files finished blocks by reference (`Dataset.iter_internal_ref_bundles`): it never holds
 rows, only ids of blocks in the object store, and hands each file's blocks to one sink task, at most

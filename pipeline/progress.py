@@ -24,11 +24,11 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 
 from operators.stages.base import RowStage
 from pipeline.report import Funnel
 from pipeline.stages import Step
+from pipeline.tally import Tally
 
 REPORT_EVERY = 1.0  # seconds between two sends of one stage actor
 CLOSE_TIMEOUT_S = 5.0  # the longest a stage actor that shuts down waits for its last counts to arrive
@@ -37,9 +37,9 @@ DONE = {"ingest": "read", "generate": "generated", "execute": "executed", "narra
         "verify": "verified", "export": "exported", "agree": "agreed", "dedup": "deduplicated"}
 
 
-@ray.remote(num_cpus=0)
 class StageCounts:
-    """Input rows finished per stage, and the stage actors started, as the stage actors report them."""
+    """Input rows finished per stage, and the stage actors started, as the stage actors report them: an actor of
+    no CPU (`Progress.live`)."""
 
     def __init__(self) -> None:
         self.rows: Counter[str] = Counter()
@@ -53,6 +53,13 @@ class StageCounts:
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
         return dict(self.rows), dict(self.actors)
+
+
+def count_written(output: pa.Table, funnel: Funnel, progress: Progress) -> None:
+    """A sink's output (one tally per file) into the funnel, and the progress line told."""
+    for tally in output.column("tally").to_pylist():
+        funnel.add(Tally.from_json(tally))
+    progress.record(funnel)
 
 
 def input_rows(batch: pa.Table) -> int:
@@ -101,6 +108,8 @@ class Reporter:
                 self.timer = None
             sent = self._send()
         if sent is not None:
+            import ray  # in a stage actor, where Ray is loaded; this module serves in-process runs too
+
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.get(sent, timeout=CLOSE_TIMEOUT_S)
 
@@ -233,7 +242,9 @@ class Progress:
     def live(self, stages: list[str], total: int | None) -> Iterator[Any]:
         """A `StageCounts` actor for `stages` to report to, and a line printed every `every` seconds, the first at
         once, until the block ends. `total`: the input rows the run reads, when known."""
-        counts = StageCounts.remote()
+        import ray  # a run on Ray; this module serves in-process runs too
+
+        counts = ray.remote(num_cpus=0)(StageCounts).remote()
         try:
             with self._printing(_asking(counts), LiveLine(stages, total)):
                 yield counts
@@ -278,6 +289,8 @@ Snapshot = Callable[[float], Counts | None]  # the latest counts, waiting at mos
 
 def _asking(counts: Any) -> Snapshot:
     """A `Snapshot` of a `StageCounts` actor: one question at a time, its answer taken when it has come."""
+    import ray  # a run on Ray; this module serves in-process runs too
+
     asked = None
 
     def snapshot(timeout: float) -> Counts | None:

@@ -1,4 +1,5 @@
-"""Readers: problem files (JSONL, JSONL.gz, Parquet; a file or a folder of them) as a Ray Dataset of lines."""
+"""Readers: problem files (JSONL, JSONL.gz, Parquet; a file or a folder of them) as lines, read in this process;
+`pipeline.datasources` reads the same rows as a Ray Dataset."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import ray.data
-from ray.data.datasource import FileBasedDatasource
 
 from operators.ingest.formats import decode_line
+from pipeline.config import RunConfig
 from pipeline.storage import Location
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
-# Reading is light; a full CPU per read task would starve the actor pools on small machines.
-READ_CPUS = 0.25
 # How much input the driver reads to know a run's size (the total of its progress lines); a larger input runs
 # without one.
 COUNT_JSONL_BYTES = 64 * 2**20
@@ -55,23 +53,12 @@ def input_bytes(location: Location) -> int:
     return sum(info.size or 0 for info in location.fs.get_file_info(input_files(location)))
 
 
-def read_problems(location: Location) -> ray.data.Dataset:
-    """Every input row as `{"text": <one JSON object>, "at": <file>:<row>}`, whatever the file type. `at` names
-    the row's place, so that ingest asks the run index the same question when a batch is retried."""
-    files = input_files(location)
-    jsonl = [f for f in files if f.endswith(JSONL_SUFFIXES)]
-    parquet = [f for f in files if f.endswith(PARQUET_SUFFIXES)]
-    parts = [ray.data.read_datasource(kind(names, filesystem=location.fs), num_cpus=READ_CPUS)
-             for kind, names in ((JsonLines, jsonl), (ParquetRows, parquet)) if names]
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
-
-
 def iter_lines(location: Location) -> Iterator[str]:
-    """The same rows as `read_problems`, read in this process (for the driver's quick up-to-date check)."""
+    """Every input row as one JSON object's text, whatever the file type: the rows `pipeline.datasources` reads."""
     for path in input_files(location):
         if path.endswith(PARQUET_SUFFIXES):
             for row in pq.read_table(path, filesystem=location.fs).to_pylist():
-                yield _as_text(row)
+                yield as_text(row)
             continue
         for raw in _raw_lines(location, path):
             yield decode_line(raw.rstrip(b"\r\n"))
@@ -101,30 +88,19 @@ def count_rows(location: Location) -> int | None:
         return None
 
 
+def input_size(config: RunConfig, source: Location) -> int | None:
+    """How many input rows the run reads, when that is cheap to know: the input's size, or `limit` if smaller."""
+    rows = count_rows(source)
+    if config.limit and (rows is None or config.limit < rows):
+        return config.limit
+    return rows
+
+
+
+
 def lines_of(data: bytes) -> list[str]:
     """The non-empty lines of a JSON-lines file, each decoded alone (`decode_line`)."""
     return [decode_line(raw) for raw in data.splitlines() if raw.strip()]
-
-
-class JsonLines(FileBasedDatasource):
-    """JSON-lines files as rows `{"text": <line>}`, like `ray.data.read_text`, but a line that is not UTF-8
-    does not fail its whole file: it is marked and rejected alone at ingest."""
-
-    def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-        yield rows_at(lines_of(f.readall()), path, 0)
-
-
-class ParquetRows(FileBasedDatasource):
-    """Parquet files as rows `{"text": <the row as one JSON object>}`, the same rows as `JsonLines` gives.
-
-    A datasource of its own rather than `read_parquet` followed by a map: that extra task stage, between the
-    read and the actor pools, left a whole run waiting forever on a 2-CPU machine."""
-
-    def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-        first = 0
-        for batch in pq.ParquetFile(pa.BufferReader(f.readall())).iter_batches():  # Parquet needs to seek
-            yield rows_at([_as_text(row) for row in batch.to_pylist()], path, first)
-            first += batch.num_rows
 
 
 def rows_at(texts: list[str], path: str, first: int) -> pa.Table:
@@ -133,7 +109,7 @@ def rows_at(texts: list[str], path: str, first: int) -> pa.Table:
                      "at": pa.array([f"{path}:{first + i}" for i in range(len(texts))], pa.string())})
 
 
-def _as_text(row: dict) -> str:
+def as_text(row: dict) -> str:
     return json.dumps(row, default=_plain)
 
 

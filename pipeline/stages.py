@@ -3,9 +3,10 @@
     ingest → [decontam] → execute → narrate (template or model; not in `verify` mode) → verify
     → training columns → Parquet sink
 
-`pipeline/graph.py` builds the Ray Data graph from this list; `run_local` runs the same list in this process,
-without Ray (the up-to-date check of a rerun, the benches, tests). A stage declares its own placement policy
-(`operators.stages.base.Placement`: single actor, CPUs, executor nodes); a step adds what the config decides.
+`pipeline/graph.py` builds the Ray Data graph from this list; `run_local` and `pipeline.run.drain_in_process` run
+the same list in this process, without Ray (small runs, the up-to-date check of a rerun, the benches, tests). A
+stage declares its own placement policy (`operators.stages.base.Placement`: single actor, CPUs, executor nodes);
+a step adds what the config decides.
 Ingest and the sink share the run index (`operators.ingest.index`): sharded actors on Ray, in this process here.
 """
 

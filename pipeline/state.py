@@ -7,7 +7,7 @@ sorted array: 8 bytes per record (100M records over 4 slices: 200 MB per slice, 
 Python strings). Every slice reads the whole column once, keeping its part. Ids are uniform hashes, so a new
 id sharing its first 64 bits with any of 1e8 done ones has a chance of about 5e-12.
 
-`ShardedIndex` is the run index on Ray: one `IndexShard` actor (no CPU) per slice, holding that slice's done
+`ShardedIndex` is the run index on Ray: one `KeySlice` actor (no CPU) per slice, holding that slice's done
 keys, the calls met so far and the rows written this run. An index shard is not restarted when it dies (its
 counts would start again): the run fails, and a rerun skips what was written.
 """
@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-import ray
 
 from operators.ingest.index import KeySlice, RunIndex, id_keys, sorted_contains
 from pipeline.config import StorageConfig
@@ -68,11 +67,8 @@ class DoneIndex:
         return keys[keys % np.uint64(self.shards) == self.shard] if self.shards > 1 else keys
 
 
-IndexShard = ray.remote(num_cpus=0, max_restarts=0)(KeySlice)
-
-
 class ShardedIndex(RunIndex):
-    """The run index over one `IndexShard` actor per slice: one remote call per slice per question.
+    """The run index over one `KeySlice` actor per slice: one remote call per slice per question.
 
     Actors ask the slices rather than rows going to the actor that owns their key: Ray Data routes rows by key
     only through its hash shuffle (`groupby`, `repartition(keys=…)`), which is a barrier: nothing after it
@@ -83,6 +79,8 @@ class ShardedIndex(RunIndex):
         self.shards = len(shards)
 
     def _send(self, method: str, questions: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
+        import ray  # a run on Ray; this module serves in-process runs too
+
         sent = {s: getattr(self.handles[s], method).remote(*question) for s, question in questions.items()}
         return dict(zip(sent, ray.get(list(sent.values())), strict=True))
 
@@ -91,7 +89,10 @@ class ShardedIndex(RunIndex):
 def sharded_index(output: str, storage: StorageConfig, shards: int,
                   folders: tuple[str, ...] = FOLDERS) -> Iterator[ShardedIndex]:
     """A `ShardedIndex` of `shards` actors over the output's done ids, for the block's run; killed after it."""
-    handles = [IndexShard.remote(DoneIndex(output, storage, folders, shard, shards)) for shard in range(shards)]
+    import ray  # a run on Ray; this module serves in-process runs too
+
+    shard_actor = ray.remote(num_cpus=0, max_restarts=0)(KeySlice)
+    handles = [shard_actor.remote(DoneIndex(output, storage, folders, shard, shards)) for shard in range(shards)]
     try:
         yield ShardedIndex(handles)
     finally:

@@ -27,8 +27,9 @@ from operators.records import PROBLEM_SCHEMA, SYNTH_REJECT_SCHEMA
 from operators.stages.agree import Agree, Dedup, ExecutePairs, ParseCandidates
 from operators.stages.synthesize import Generate, ParseSeeds
 from pipeline.config import NarratorConfig, RunConfig
+from pipeline.console import stderr_to_log
 from pipeline.decontaminate import read_benchmarks
-from pipeline.graph import drain, start_ray, stderr_to_log, stop_ray
+from pipeline.graph import drain, start_ray, stop_ray
 from pipeline.html_report import write_html
 from pipeline.progress import Progress
 from pipeline.report import Funnel, stage_timings, versions, write_report
@@ -112,7 +113,7 @@ def generate_step(config: RunConfig) -> Step:
 def run(config: RunConfig, mode: str, progress: Progress | None = None, keep_ray: bool = False) -> dict[str, Any]:
     """Run `agree` or `synthesize` as described by `config`; returns the report (also in `runs/<id>.json`).
     `keep_ray` leaves a Ray this run started running, for a next step in the same session (`--trace`)."""
-    from pipeline.graph import new_run_id
+    from pipeline.run import new_run_id
 
     run_id = new_run_id()
     started = time.time()

@@ -11,8 +11,8 @@ import pyarrow.dataset as pads
 
 from operators.records import RECORD_SCHEMA, REJECT_SCHEMA
 from pipeline import config as cfg
-from pipeline.graph import run
 from pipeline.progress import Progress
+from pipeline.run import run
 
 
 def run_job(**overrides: Any) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from operators.records import RECORD_SCHEMA
 from pipeline import config as cfg
 from pipeline.config import StorageConfig
 from pipeline.export import export_hf
-from pipeline.graph import in_process, run
 from pipeline.progress import Progress
+from pipeline.run import in_process, run
 from pipeline.state import DoneIndex
 from pipeline.storage import locate
 
@@ -210,7 +210,7 @@ def test_s3_output(local_ray, s3_server, tmp_path, monkeypatch):
 
 def test_missing_bucket_is_a_clear_error(s3_server, tmp_path):
     from pipeline import config as cfg
-    from pipeline.graph import run
+    from pipeline.run import run
     from pipeline.storage import StorageError
 
     config = cfg.load(None, {"output": "s3://no-such-bucket/x", "storage.endpoint_url": s3_server})

@@ -16,9 +16,9 @@ from operators.stages.ingest import ParseProblems
 from pipeline import config as cfg
 from pipeline import sources
 from pipeline.config import StorageConfig
-from pipeline.graph import input_size
 from pipeline.progress import LiveLine, Written, duration, input_rows, reported
 from pipeline.sinks import ParquetSink
+from pipeline.sources import input_size
 from pipeline.stages import Step
 from pipeline.storage import locate
 

@@ -18,7 +18,7 @@ from operators.stages.ingest import ParseNarrations, ParseProblems
 from operators.stages.narrate import NarrateStage
 from operators.stages.verify import VerifyStage
 from pipeline import config as cfg
-from pipeline.graph import DRIVER_CHECK_LIMIT, in_process
+from pipeline.run import DRIVER_CHECK_LIMIT, in_process
 from pipeline.stages import run_local, sink_step, steps
 from pipeline.storage import locate
 from pipeline.tally import Tally, count
